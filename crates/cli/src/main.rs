@@ -1,0 +1,56 @@
+//! `warden`: the command-line interface. A thin clap layer over the libraries; no isolation or
+//! policy logic lives here.
+
+#![forbid(unsafe_code)]
+
+mod doctor;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Warden runs untrusted, model-written programs under layered Linux isolation.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run PROGRAM inside a fresh sandbox; exits with the program's status (docker-run style).
+    Run(run::RunArgs),
+    /// Report which isolation layers this host offers and what Warden does about missing ones.
+    Doctor(doctor::DoctorArgs),
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == warden_sandbox::INIT_ARG)
+    {
+        warden_sandbox::init::main();
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                // `warden run` follows `docker run`: 125 when Warden itself fails, bad flags included.
+                _ if std::env::args().nth(1).as_deref() == Some("run") => {
+                    ExitCode::from(run::EXIT_WARDEN_FAILED)
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Doctor(args) => doctor::main(args),
+    }
+}

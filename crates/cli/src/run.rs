@@ -1,0 +1,286 @@
+//! `warden run [OPTIONS] -- PROGRAM [ARGS...]`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use warden_sandbox::{format_size, parse_size, InputFile, Layer, Limits, Sandbox, Spec, Stdin};
+
+/// Exit status when Warden itself failed (as `docker run`).
+pub const EXIT_WARDEN_FAILED: u8 = 125;
+
+/// Options of `warden run`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: the program's own; 128+N when killed by signal N (137 after a timeout or OOM kill); 125 when Warden failed; 126 when the program cannot be executed; 127 when it is not found in the sandbox."
+)]
+pub struct RunArgs {
+    /// Wall-clock limit in seconds (fractions allowed); the sandbox is killed when it passes.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
+    timeout: Duration,
+    /// Memory limit (K/M/G suffixes, binary), swap disabled.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size_arg)]
+    memory: u64,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pids: u64,
+    /// CPU bandwidth in CPUs (for example 0.5, 2).
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    cpus: f64,
+    /// Size of the /tmp (and /dev/shm) tmpfs.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size_arg)]
+    tmpfs_size: u64,
+    /// Size of the working directory (/work) tmpfs.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size_arg)]
+    workdir_size: u64,
+    /// Bytes kept per output stream (stdout, stderr); the rest is discarded and reported.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size_arg)]
+    output_limit: u64,
+    /// Environment variable for the program (repeatable); the sandbox otherwise gets a minimal environment.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Copy a host file into the working directory (repeatable); SANDBOX_PATH is relative to /work.
+    #[arg(long = "file", value_name = "HOST_PATH:SANDBOX_PATH", value_parser = parse_file)]
+    files: Vec<(PathBuf, String)>,
+    /// Print one JSON object (the Outcome) as the last line of stdout instead of the program's output.
+    #[arg(long)]
+    json: bool,
+    /// Run although this host lacks LAYER (repeatable); reported in the Outcome. One of:
+    /// seccomp, pids, memory, userns, landlock.
+    #[arg(long = "allow-missing", value_name = "LAYER", value_parser = parse_layer)]
+    allow_missing: Vec<Layer>,
+    /// Do not forward standard input (the program reads end-of-file).
+    #[arg(long)]
+    no_stdin: bool,
+    /// Program to run (a path inside the sandbox or a name on its PATH), then its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM [ARGS]..."
+    )]
+    command: Vec<String>,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds (for example 30 or 2.5)"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!(
+            "`{s}`: expected seconds greater than 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    let n = parse_size(s).map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err(format!("`{s}`: must be greater than zero"));
+    }
+    Ok(n)
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("`{s}`: expected KEY=VALUE with a non-empty KEY")),
+    }
+}
+
+fn parse_file(s: &str) -> Result<(PathBuf, String), String> {
+    match s.rsplit_once(':') {
+        Some((host, sandbox)) if !host.is_empty() && !sandbox.is_empty() => {
+            Ok((PathBuf::from(host), sandbox.to_string()))
+        }
+        _ => Err(format!(
+            "`{s}`: expected HOST_PATH:SANDBOX_PATH, for example ./data.csv:data.csv"
+        )),
+    }
+}
+
+fn parse_layer(s: &str) -> Result<Layer, String> {
+    let layer: Layer = s
+        .parse()
+        .map_err(|e: warden_sandbox::UnknownLayer| e.to_string())?;
+    if !layer.can_be_missing() {
+        return Err(format!("layer `{s}` cannot be missing; layers that can: seccomp, pids, memory, userns, landlock"));
+    }
+    Ok(layer)
+}
+
+/// Builds the spec from validated arguments (reads `--file` inputs from the host).
+fn spec_from(args: &RunArgs) -> anyhow::Result<Spec> {
+    let (program, rest) = match args.command.split_first() {
+        Some(split) => split,
+        None => bail!("missing PROGRAM: usage `warden run [OPTIONS] -- PROGRAM [ARGS...]`"),
+    };
+    let mut spec = Spec::new(program.clone(), rest.iter().cloned());
+    spec.limits = Limits {
+        timeout: args.timeout,
+        memory_bytes: args.memory,
+        pids: args.pids,
+        cpus: args.cpus,
+        tmpfs_bytes: args.tmpfs_size,
+        workdir_bytes: args.workdir_size,
+        output_bytes: args.output_limit,
+        ..Limits::default()
+    };
+    spec.limits
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    spec.env = args.env.clone();
+    for (host, sandbox_path) in &args.files {
+        let contents = std::fs::read(host)
+            .with_context(|| format!("--file {}: cannot read host file", host.display()))?;
+        let mode = std::fs::metadata(host)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o755)
+            .unwrap_or(0o644);
+        spec.files.push(InputFile {
+            path: sandbox_path.clone(),
+            contents,
+            mode: mode | 0o400,
+        });
+    }
+    spec.allow_missing = args.allow_missing.iter().copied().collect();
+    spec.stdin = if args.no_stdin {
+        Stdin::Null
+    } else {
+        Stdin::Forward
+    };
+    Ok(spec)
+}
+
+/// Runs `warden run`; returns the exit status.
+pub fn main(args: RunArgs) -> ExitCode {
+    match run(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("warden: error: {e:#}");
+            ExitCode::from(EXIT_WARDEN_FAILED)
+        }
+    }
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<u8> {
+    let spec = spec_from(args)?;
+    let exe = std::env::current_exe()
+        .context("cannot find the warden binary (needed as the sandbox init)")?;
+    let sandbox = Sandbox::new(exe)?;
+
+    // SIGINT/SIGTERM/SIGHUP to warden: kill and tear down the sandbox, then exit 128+N.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicUsize::new(0));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&cancel)).context("install signal handler")?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&received), sig as usize)
+            .context("install signal handler")?;
+    }
+    let io = warden_sandbox::RunIo {
+        stdout: (!args.json).then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>),
+        stderr: (!args.json).then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>),
+        cancel: Some(Arc::clone(&cancel)),
+    };
+    let outcome = sandbox.run_with(&spec, io)?;
+    let signal = received.load(Ordering::SeqCst);
+
+    if args.json {
+        let line = serde_json::to_string(&outcome).context("serialize outcome")?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").context("write outcome")?;
+    } else {
+        let limit = format_size(args.output_limit);
+        if outcome.stdout_truncated {
+            eprintln!(
+                "warden: stdout truncated: {} bytes written, {limit} kept (--output-limit)",
+                outcome.stdout_bytes
+            );
+        }
+        if outcome.stderr_truncated {
+            eprintln!(
+                "warden: stderr truncated: {} bytes written, {limit} kept (--output-limit)",
+                outcome.stderr_bytes
+            );
+        }
+        if outcome.timed_out {
+            eprintln!(
+                "warden: timed out after {:.3} s (--timeout)",
+                args.timeout.as_secs_f64()
+            );
+        }
+        if outcome.oom_killed {
+            eprintln!(
+                "warden: out of memory: killed at the {} limit (--memory)",
+                format_size(args.memory)
+            );
+        }
+        if let Some(err) = &outcome.exec_error {
+            eprintln!("warden: {err}");
+        }
+        for v in &outcome.seccomp_violations {
+            eprintln!("warden: seccomp denied {} ({}x)", v.syscall, v.count);
+        }
+        if !outcome.missing_layers.is_empty() {
+            let names: Vec<&str> = outcome.missing_layers.iter().map(|l| l.name()).collect();
+            eprintln!(
+                "warden: warning: ran without isolation layers: {}",
+                names.join(", ")
+            );
+        }
+    }
+    if signal != 0 {
+        return Ok(128u8.saturating_add(signal as u8));
+    }
+    Ok(u8::try_from(outcome.exit_status() & 0xff).unwrap_or(EXIT_WARDEN_FAILED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_accepts_fractions_and_refuses_nonsense() {
+        assert_eq!(parse_timeout("2.5"), Ok(Duration::from_millis(2500)));
+        for bad in ["0", "-1", "abc", "inf", "NaN", "100000"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_refuse_zero() {
+        assert!(parse_size_arg("0").is_err());
+        assert_eq!(parse_size_arg("512M"), Ok(512 << 20));
+    }
+
+    #[test]
+    fn env_and_file_forms() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+        assert_eq!(
+            parse_file("/a/b.csv:in/b.csv"),
+            Ok((PathBuf::from("/a/b.csv"), "in/b.csv".into()))
+        );
+        assert!(parse_file("nocolon").is_err());
+    }
+
+    #[test]
+    fn layers_that_cannot_be_missing_are_refused() {
+        assert_eq!(parse_layer("landlock"), Ok(Layer::Landlock));
+        assert!(parse_layer("network").is_err());
+        assert!(parse_layer("bogus").is_err());
+    }
+}

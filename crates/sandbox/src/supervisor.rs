@@ -1,0 +1,580 @@
+//! The supervisor side: [`Sandbox::run`].
+//!
+//! It owns the cgroup, the user-namespace maps, the seccomp notification loop, output capture
+//! with byte caps, the wall-clock timeout and teardown. When `run` returns, no process, mount,
+//! cgroup or temporary file of the execution is left: every sandbox process lives in a PID
+//! namespace whose init dies with the execution (the kernel then kills the rest), mounts live
+//! only in the sandbox's mount namespace, and the cgroup is removed after it is empty.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::cgroup::{Cgroup, CgroupLimits, CgroupVersion};
+use crate::host::{self, HostReport};
+use crate::proto::{self, InitConfig, Msg, Receiver};
+use crate::{sys, Error, Layer, Outcome, Spec, Stdin, Violation, INIT_ARG, SANDBOX_UID, WORKDIR};
+
+/// Set from another thread (or a signal handler) to stop an execution early; the sandbox is
+/// killed and torn down as after a timeout.
+pub type CancelFlag = Arc<AtomicBool>;
+
+/// First host uid of the 65536 uids the sandbox's user namespace maps (sandbox uid 0 → this).
+pub const DEFAULT_UID_BASE: u32 = 1_000_000_000;
+
+/// How often the supervisor checks the cancel flag while it waits, in milliseconds.
+const CANCEL_POLL_MS: i32 = 50;
+
+/// Runs programs in sandboxes. Cheap to share between threads.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    init_exe: PathBuf,
+    host: HostReport,
+    cgroup_parent: String,
+    uid_base: u32,
+}
+
+/// Optional live sinks for the program's output (in addition to capture) and a cancel flag.
+#[derive(Default)]
+pub struct RunIo {
+    /// Receives stdout as it arrives, up to the output cap.
+    pub stdout: Option<Box<dyn Write + Send>>,
+    /// Receives stderr as it arrives, up to the output cap.
+    pub stderr: Option<Box<dyn Write + Send>>,
+    /// Stops the execution when set.
+    pub cancel: Option<CancelFlag>,
+}
+
+impl Sandbox {
+    /// A sandbox whose init side is `init_exe` started with [`INIT_ARG`] (normally the
+    /// `warden` binary itself). Probes the host once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] when `init_exe` does not exist.
+    pub fn new(init_exe: impl Into<PathBuf>) -> Result<Self, Error> {
+        let init_exe = init_exe.into();
+        std::fs::metadata(&init_exe).map_err(|source| Error::Spawn {
+            path: init_exe.clone(),
+            source,
+        })?;
+        Ok(Sandbox {
+            init_exe,
+            host: host::probe(),
+            cgroup_parent: "warden".into(),
+            uid_base: DEFAULT_UID_BASE,
+        })
+    }
+
+    /// The host probe this sandbox decides layers from.
+    pub fn host(&self) -> &HostReport {
+        &self.host
+    }
+
+    /// Sets the cgroup under which each execution's cgroup is created (default `warden`,
+    /// relative to the hierarchy root).
+    pub fn with_cgroup_parent(mut self, parent: impl Into<String>) -> Self {
+        self.cgroup_parent = parent.into();
+        self
+    }
+
+    /// Runs `spec` and captures its output.
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] when Warden itself failed (bad limits, missing layer, setup failure); the
+    /// program's own failures (exit codes, signals, timeouts, OOM kills) are in the [`Outcome`].
+    pub fn run(&self, spec: &Spec) -> Result<Outcome, Error> {
+        self.run_with(spec, RunIo::default())
+    }
+
+    /// Like [`Sandbox::run`], with live output sinks and a cancel flag.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::run`].
+    pub fn run_with(&self, spec: &Spec, io: RunIo) -> Result<Outcome, Error> {
+        spec.limits.validate()?;
+        for file in &spec.files {
+            check_input_path(&file.path)?;
+        }
+        let missing = self.missing_layers(&spec.allow_missing)?;
+        let has = |l: Layer| !missing.contains(&l);
+        if has(Layer::Userns) && rustix::process::geteuid().as_raw() != 0 {
+            return Err(Error::LayerUnavailable {
+                layer: Layer::Userns,
+                reason: "rootless mode is not supported yet".into(),
+            });
+        }
+
+        let start = Instant::now();
+        let controllers = self.host.cgroup.as_ref().map(|h| h.controllers());
+        let cgroup = match (&self.host.cgroup, has(Layer::Pids) || has(Layer::Memory)) {
+            (Some(host), true) => {
+                let limits = CgroupLimits {
+                    memory_bytes: spec.limits.memory_bytes,
+                    pids: spec.limits.pids,
+                    cpus: spec.limits.cpus,
+                };
+                let name = uuid::Uuid::new_v4().simple().to_string();
+                Some(Cgroup::create(host, &self.cgroup_parent, &name, &limits)?)
+            }
+            _ => None,
+        };
+        let cfg = InitConfig {
+            spec: spec.clone(),
+            userns: has(Layer::Userns),
+            seccomp: has(Layer::Seccomp),
+            landlock: has(Layer::Landlock),
+            cgroup_pids: cgroup.is_some() && has(Layer::Pids),
+            cgroup_memory: cgroup.is_some() && has(Layer::Memory),
+            cgroup_cpu: cgroup.is_some()
+                && has(Layer::Memory)
+                && controllers.is_some_and(|c| c.cpu),
+            run_uid: if has(Layer::Userns) {
+                SANDBOX_UID
+            } else {
+                self.uid_base + SANDBOX_UID
+            },
+        };
+
+        let cgroup_version = match (&cgroup, &self.host.cgroup) {
+            (Some(_), Some(host)) => Some(match host.version() {
+                CgroupVersion::V1 => "v1".to_string(),
+                CgroupVersion::V2 => "v2".to_string(),
+            }),
+            _ => None,
+        };
+        let mut run = Run::start(&self.init_exe, cgroup, &cfg, io, self.uid_base)?;
+        let result = run.supervise(start + spec.limits.timeout);
+        run.finish(start, result, missing, cgroup_version)
+    }
+
+    /// Layers this host lacks; an error for the first one not allowed to be missing.
+    fn missing_layers(&self, allowed: &BTreeSet<Layer>) -> Result<Vec<Layer>, Error> {
+        let mut missing = Vec::new();
+        for status in &self.host.layers {
+            if status.available {
+                continue;
+            }
+            if allowed.contains(&status.layer) && status.layer.can_be_missing() {
+                missing.push(status.layer);
+            } else {
+                return Err(Error::LayerUnavailable {
+                    layer: status.layer,
+                    reason: status.detail.clone(),
+                });
+            }
+        }
+        Ok(missing)
+    }
+}
+
+/// Rejects input paths that are absolute outside the working directory or contain `..`.
+fn check_input_path(path: &str) -> Result<(), Error> {
+    let p = Path::new(path);
+    let rel = p.strip_prefix(WORKDIR).unwrap_or(p);
+    let ok = !path.is_empty()
+        && rel.components().all(|c| matches!(c, Component::Normal(_)))
+        && rel.components().next().is_some();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadInputPath(path.to_string()))
+    }
+}
+
+fn sys_err(op: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Sys { op, source }
+}
+
+/// Captured bytes of one stream.
+#[derive(Default)]
+struct Captured {
+    kept: Vec<u8>,
+    total: u64,
+}
+
+/// Reads `from` to EOF, keeping at most `cap` bytes and forwarding them to `sink`; the rest is
+/// drained and counted so the program never blocks on a full pipe and memory stays bounded.
+fn capture(
+    mut from: impl Read + Send + 'static,
+    cap: u64,
+    mut sink: Option<Box<dyn Write + Send>>,
+) -> JoinHandle<Captured> {
+    std::thread::spawn(move || {
+        let mut out = Captured::default();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let room = cap.saturating_sub(out.kept.len() as u64) as usize;
+            let keep = &buf[..n.min(room)];
+            if !keep.is_empty() {
+                out.kept.extend_from_slice(keep);
+                if let Some(s) = sink.as_mut() {
+                    if s.write_all(keep).and_then(|()| s.flush()).is_err() {
+                        sink = None;
+                    }
+                }
+            }
+            out.total += n as u64;
+        }
+        out
+    })
+}
+
+/// One execution in progress.
+struct Run {
+    stage1_pid: libc::pid_t,
+    stage1_pidfd: OwnedFd,
+    control: UnixStream,
+    rx: Receiver,
+    pid1: Option<OwnedFd>,
+    cgroup: Option<Cgroup>,
+    stdout: Option<JoinHandle<Captured>>,
+    stderr: Option<JoinHandle<Captured>>,
+    notify: Option<JoinHandle<Vec<Violation>>>,
+    cancel: Option<CancelFlag>,
+    exit: Option<(Option<i32>, Option<i32>)>,
+    exec_error: Option<String>,
+    setup_error: Option<String>,
+    landlock_abi: Option<u32>,
+    timed_out: bool,
+    cancelled: bool,
+}
+
+impl Run {
+    fn start(
+        init_exe: &Path,
+        cgroup: Option<Cgroup>,
+        cfg: &InitConfig,
+        io: RunIo,
+        uid_base: u32,
+    ) -> Result<Run, Error> {
+        let (control, child_end) = UnixStream::pair().map_err(sys_err("socketpair"))?;
+        let mut cmd = Command::new(init_exe);
+        cmd.arg(INIT_ARG)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        sys::pass_fd_as_3(&mut cmd, child_end.as_raw_fd());
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            path: init_exe.to_path_buf(),
+            source,
+        })?;
+        drop(child_end);
+        let stage1_pid = child.id() as libc::pid_t;
+        // Not yet waited for, so the pid cannot have been reused.
+        let stage1_pidfd = sys::pidfd_open(stage1_pid).map_err(sys_err("pidfd_open"))?;
+
+        // Pipes are created 0600 by us (host root); the program reopens them through
+        // /proc/self/fd (`/dev/stdout`) as the sandbox user, which checks the pipe inode's mode.
+        for fd in [
+            child.stdin.as_ref().map(|f| f.as_fd()),
+            child.stdout.as_ref().map(|f| f.as_fd()),
+            child.stderr.as_ref().map(|f| f.as_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(0o666)).map_err(|e| {
+                Error::Sys {
+                    op: "fchmod pipe",
+                    source: e.into(),
+                }
+            })?;
+        }
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| capture(s, cfg.spec.limits.output_bytes, io.stdout));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| capture(s, cfg.spec.limits.output_bytes, io.stderr));
+        if let Some(mut stdin) = child.stdin.take() {
+            match &cfg.spec.stdin {
+                Stdin::Null => drop(stdin),
+                Stdin::Bytes(bytes) => {
+                    let bytes = bytes.clone();
+                    // Detached: ends with EPIPE at the latest when the sandbox is gone.
+                    std::thread::spawn(move || {
+                        let _ = stdin.write_all(&bytes);
+                    });
+                }
+                Stdin::Forward => {
+                    std::thread::spawn(move || {
+                        let _ = io::copy(&mut io::stdin().lock(), &mut stdin);
+                    });
+                }
+            }
+        }
+
+        let mut run = Run {
+            stage1_pid,
+            stage1_pidfd,
+            control,
+            rx: Receiver::new(),
+            pid1: None,
+            cgroup,
+            stdout,
+            stderr,
+            notify: None,
+            cancel: io.cancel,
+            exit: None,
+            exec_error: None,
+            setup_error: None,
+            landlock_abi: None,
+            timed_out: false,
+            cancelled: false,
+        };
+        if let Err(e) = run.handshake(cfg, uid_base) {
+            run.kill();
+            let _ = sys::wait4(run.stage1_pid, 0);
+            return Err(run.setup_error.take().map(Error::Setup).unwrap_or(e));
+        }
+        Ok(run)
+    }
+
+    /// cgroup membership, config, and (with a user namespace) the id maps.
+    fn handshake(&mut self, cfg: &InitConfig, uid_base: u32) -> Result<(), Error> {
+        if let Some(cg) = &self.cgroup {
+            // Before the init unshares its cgroup namespace, so that namespace's root is the
+            // execution's own cgroup.
+            cg.add_process(self.stage1_pid as u32)?;
+        }
+        proto::send(&self.control, &Msg::Config(Box::new(cfg.clone())), &[])
+            .map_err(sys_err("send config"))?;
+        if !cfg.userns {
+            return Ok(());
+        }
+        match self
+            .rx
+            .recv(&self.control)
+            .map_err(sys_err("receive from init"))?
+        {
+            Some(Msg::Unshared) => {}
+            Some(Msg::SetupFailed { step, error }) => {
+                self.setup_error = Some(format!("{step}: {error}"));
+                return Err(Error::Setup(format!("{step}: {error}")));
+            }
+            other => return Err(Error::Protocol(format!("expected Unshared, got {other:?}"))),
+        }
+        // Sandbox uids 0..65536 map to host uids uid_base.. (user_namespaces(7)); the
+        // supervisor, root in the parent namespace, may write any range.
+        let map = format!("0 {uid_base} 65536\n");
+        for file in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{}/{file}", self.stage1_pid);
+            std::fs::write(&path, &map).map_err(sys_err("write id map"))?;
+        }
+        proto::send(&self.control, &Msg::Mapped, &[]).map_err(sys_err("send mapped"))
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Pid1 { .. } => self.pid1 = self.rx.take_fd(),
+            Msg::SeccompListener => {
+                if let Some(fd) = self.rx.take_fd() {
+                    self.notify = Some(std::thread::spawn(move || {
+                        crate::seccomp::serve_notifications(fd)
+                    }));
+                }
+            }
+            Msg::Landlock { abi } => self.landlock_abi = abi,
+            Msg::ExecFailed { message, .. } => self.exec_error = Some(message),
+            Msg::SetupFailed { step, error } => {
+                if self.setup_error.is_none() {
+                    self.setup_error = Some(format!("{step}: {error}"));
+                }
+            }
+            Msg::Exit { code, signal } => self.exit = Some((code, signal)),
+            Msg::Config(_) | Msg::Unshared | Msg::Mapped => {}
+        }
+    }
+
+    /// Drains whatever complete frames can be read without blocking past EOF.
+    fn pump_control(&mut self) -> io::Result<()> {
+        if !self.rx.fill(&self.control)? {
+            // EOF: handle what is buffered.
+        }
+        while let Some(msg) = self.rx.next_buffered()? {
+            self.handle(msg);
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the sandbox's PID 1 (the kernel then kills every process of the PID
+    /// namespace), or stage 1 before PID 1 exists.
+    fn kill(&mut self) {
+        match &self.pid1 {
+            Some(fd) => {
+                let _ = sys::pidfd_kill(fd.as_fd(), libc::SIGKILL);
+            }
+            None => {
+                let _ = sys::pidfd_kill(self.stage1_pidfd.as_fd(), libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Waits for stage 1 to exit while serving control messages, the timeout and cancel.
+    fn supervise(&mut self, deadline: Instant) -> Result<(), Error> {
+        let mut killed = false;
+        loop {
+            let now = Instant::now();
+            if !killed && now >= deadline {
+                self.timed_out = true;
+                self.kill();
+                killed = true;
+            }
+            if !killed
+                && self
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::SeqCst))
+            {
+                self.cancelled = true;
+                self.kill();
+                killed = true;
+            }
+            let mut wait_ms = if killed {
+                1000
+            } else {
+                deadline
+                    .saturating_duration_since(now)
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+                    + 1
+            };
+            if self.cancel.is_some() {
+                wait_ms = wait_ms.min(CANCEL_POLL_MS);
+            }
+            let revents = if self.rx.is_eof() {
+                let r =
+                    sys::poll_in(&[self.stage1_pidfd.as_fd()], wait_ms).map_err(sys_err("poll"))?;
+                vec![r[0], 0]
+            } else {
+                sys::poll_in(&[self.stage1_pidfd.as_fd(), self.control.as_fd()], wait_ms)
+                    .map_err(sys_err("poll"))?
+            };
+            if revents[1] != 0 {
+                self.pump_control().map_err(sys_err("receive from init"))?;
+            }
+            if revents[0] != 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn finish(
+        mut self,
+        start: Instant,
+        result: Result<(), Error>,
+        missing: Vec<Layer>,
+        cgroup_version: Option<String>,
+    ) -> Result<Outcome, Error> {
+        // Stage 1 has exited (or supervision failed): make sure PID 1, and with it the whole
+        // PID namespace, is gone, then reap stage 1.
+        self.kill();
+        let usage = sys::wait4(self.stage1_pid, 0)
+            .ok()
+            .flatten()
+            .map(|(_, _, u)| u);
+        // Every writer of the control socket is gone now: read it to the end.
+        while !self.rx.is_eof() {
+            match self.rx.recv(&self.control) {
+                Ok(Some(msg)) => self.handle(msg),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            // Belt and braces: nothing can survive its PID namespace, but the cgroup knows.
+            if cg.pids().map(|p| !p.is_empty()).unwrap_or(false) {
+                let _ = cg.kill_all();
+            }
+        }
+        let stdout = self
+            .stdout
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let violations = self
+            .notify
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let stats = self.cgroup.as_ref().map(|c| c.stats());
+        if let Some(cg) = self.cgroup.take() {
+            cg.remove()?;
+        }
+        result?;
+        if let Some(err) = self.setup_error.take() {
+            return Err(Error::Setup(err));
+        }
+        let wall = start.elapsed();
+        let (rusage_cpu, rusage_rss) = usage
+            .map(|u| {
+                let tv = |t: libc::timeval| {
+                    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+                };
+                (tv(u.ru_utime) + tv(u.ru_stime), (u.ru_maxrss as u64) * 1024)
+            })
+            .unwrap_or_default();
+        let (exit_code, signal) = match self.exit {
+            Some(status) if !self.timed_out => status,
+            // Killed (timeout, cancel, OOM kill of PID 1): SIGKILL, as `docker run` reports.
+            _ => (None, Some(libc::SIGKILL)),
+        };
+        let oom_killed = stats.as_ref().is_some_and(|s| s.oom_kills > 0);
+        Ok(Outcome {
+            exit_code,
+            signal,
+            timed_out: self.timed_out,
+            oom_killed,
+            wall_time_ms: wall.as_secs_f64() * 1000.0,
+            cpu_time_ms: stats
+                .as_ref()
+                .map_or(rusage_cpu, |s| s.cpu_time.max(rusage_cpu))
+                .as_secs_f64()
+                * 1000.0,
+            peak_memory_bytes: stats
+                .as_ref()
+                .map_or(rusage_rss, |s| s.peak_memory_bytes.max(rusage_rss)),
+            stdout_truncated: stdout.total > stdout.kept.len() as u64,
+            stderr_truncated: stderr.total > stderr.kept.len() as u64,
+            stdout_bytes: stdout.total,
+            stderr_bytes: stderr.total,
+            stdout: String::from_utf8_lossy(&stdout.kept).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.kept).into_owned(),
+            seccomp_violations: violations,
+            exec_error: self.exec_error.take(),
+            missing_layers: missing,
+            cgroup: cgroup_version,
+            landlock_abi: self.landlock_abi,
+        })
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // On any early return, leave nothing running.
+        self.kill();
+    }
+}
