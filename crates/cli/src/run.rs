@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// seccomp, pids, memory, userns, landlock.
     #[arg(long = "allow-missing", value_name = "LAYER", value_parser = parse_layer)]
     allow_missing: Vec<Layer>,
+    /// cgroup (relative to each hierarchy's root) under which the execution's cgroup is created.
+    #[arg(long, value_name = "PATH", default_value = "warden")]
+    cgroup_parent: String,
     /// Do not forward standard input (the program reads end-of-file).
     #[arg(long)]
     no_stdin: bool,
@@ -175,7 +178,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
     let spec = spec_from(args)?;
     let exe = std::env::current_exe()
         .context("cannot find the warden binary (needed as the sandbox init)")?;
-    let sandbox = Sandbox::new(exe)?;
+    let sandbox = Sandbox::new(exe)?.with_cgroup_parent(args.cgroup_parent.clone());
 
     // SIGINT/SIGTERM/SIGHUP to warden: kill and tear down the sandbox, then exit 128+N.
     let cancel = Arc::new(AtomicBool::new(false));

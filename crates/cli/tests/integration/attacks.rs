@@ -1,0 +1,342 @@
+//! Containment claims: each test is an attack run inside the sandbox, asserted to fail.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{python, sh};
+
+#[test]
+fn cannot_read_etc_shadow() {
+    let r = sh(&[], "cat /etc/shadow; echo rc=$?");
+    assert!(r.stdout().contains("rc=1"), "{}", r.stdout());
+    assert!(r.stderr().contains("No such file"), "{}", r.stderr());
+}
+
+#[test]
+fn cannot_see_host_home_directories() {
+    let r = sh(&[], "ls /root /home; echo rc=$?; cat /root/.bash_history");
+    assert!(!r.stdout().contains("rc=0"), "{}", r.stdout());
+    assert!(r.stderr().contains("No such file"), "{}", r.stderr());
+}
+
+#[test]
+fn cannot_write_under_usr() {
+    let r = sh(&[], "echo pwned > /usr/pwned; echo rc=$?; touch /usr/bin/pwned; mkdir /usr/lib/pwned");
+    assert!(r.stdout().contains("rc=2"), "{}", r.stdout());
+    assert!(r.stderr().contains("Read-only file system"), "{}", r.stderr());
+    assert!(!std::path::Path::new("/usr/pwned").exists());
+    assert!(!std::path::Path::new("/usr/bin/pwned").exists());
+}
+
+#[test]
+fn cannot_write_to_root_or_etc() {
+    let r = sh(&[], "touch /pwned /etc/passwd 2>&1; echo rc=$?");
+    assert!(r.stdout().contains("Read-only file system"), "{}", r.stdout());
+    assert!(!r.stdout().contains("rc=0"));
+}
+
+#[test]
+fn cannot_write_proc_sys() {
+    let r = sh(&[], "echo 1 > /proc/sys/kernel/sysrq; echo rc=$?");
+    assert!(r.stdout().contains("rc=2") || r.stdout().contains("rc=1"), "{}", r.stdout());
+    assert!(r.stderr().contains("Read-only file system") || r.stderr().contains("Permission denied"), "{}", r.stderr());
+}
+
+#[test]
+fn kernel_memory_files_are_masked() {
+    let r = sh(&[], "wc -c < /proc/kcore; cat /proc/keys | wc -c");
+    assert_eq!(r.stdout().split_whitespace().collect::<Vec<_>>(), ["0", "0"], "{}", r.stderr());
+}
+
+#[test]
+fn cannot_connect_to_host_loopback_listener() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = python(
+        &[],
+        &format!(
+            "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); print('CONNECTED')\nexcept OSError as e:\n    print('denied', e.errno)"
+        ),
+    );
+    assert!(r.stdout().starts_with("denied"), "{}", r.stdout());
+    assert!(listener.accept().is_err(), "the host listener accepted a connection");
+}
+
+#[test]
+fn cannot_reach_an_external_address() {
+    // TEST-NET-1 (RFC 5737): nothing is there; the sandbox has no route anyway.
+    let r = python(
+        &[],
+        "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2); print('CONNECTED')\nexcept OSError as e:\n    print('denied', e.errno)",
+    );
+    assert!(r.stdout().starts_with("denied"), "{}", r.stdout());
+    let r = sh(&[], "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '");
+    assert_eq!(r.stdout().trim(), "lo", "only loopback may exist");
+}
+
+#[test]
+fn cannot_reach_host_abstract_unix_socket() {
+    let name = format!("warden-test-{}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = UnixListener::bind_addr(&addr).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let r = python(
+        &[],
+        &format!("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect('\\0{name}'); print('CONNECTED')\nexcept OSError as e:\n    print('denied', e.errno)"),
+    );
+    assert!(r.stdout().starts_with("denied"), "{}", r.stdout());
+    assert!(listener.accept().is_err(), "host abstract socket accepted a connection");
+}
+
+#[test]
+fn cannot_signal_a_host_process() {
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = victim.id();
+    let r = sh(&[], &format!("kill -9 {pid}; echo rc=$?; ls /proc | grep -c '^[0-9]'"));
+    assert!(r.stdout().contains("rc=1"), "{}", r.stdout());
+    assert!(victim.try_wait().unwrap().is_none(), "host process was killed");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+#[test]
+fn host_processes_are_invisible() {
+    let r = sh(&[], "ls /proc | grep '^[0-9]' | sort -n | tr '\\n' ' '");
+    let pids: Vec<u32> = r.stdout().split_whitespace().map(|p| p.parse().unwrap()).collect();
+    assert!(pids.len() <= 4, "sandbox sees {pids:?}");
+    assert!(pids.contains(&1));
+    assert!(!pids.contains(&std::process::id()));
+}
+
+#[test]
+fn no_capabilities_and_no_new_privs() {
+    let r = sh(&[], "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status");
+    let text = r.stdout();
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(text.contains(&format!("{cap}:\t0000000000000000")), "{cap} not empty:\n{text}");
+    }
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    assert!(text.contains("Seccomp:\t2"), "seccomp filter mode expected:\n{text}");
+}
+
+#[test]
+fn sandbox_root_is_an_unprivileged_host_uid() {
+    let r = sh(&[], "id -u; cat /proc/self/uid_map");
+    let fields: Vec<&str> = r.stdout().split_whitespace().collect();
+    assert_eq!(fields[0], "1000");
+    assert_eq!(fields[1], "0", "map starts at sandbox uid 0");
+    let host_base: u64 = fields[2].parse().unwrap();
+    assert!(host_base >= 65536, "sandbox root must not be a low host uid: {host_base}");
+}
+
+#[test]
+fn setuid_root_binaries_give_nothing() {
+    // The runtime is the host's /usr: su/mount are setuid root there, and must not help.
+    let r = sh(&[], "ls -l /usr/bin/su /bin/mount 2>&1; su -c id root </dev/null; echo su=$?; mount -t tmpfs x /tmp; echo mount=$?; id -u");
+    assert!(!r.stdout().contains("su=0"), "{}", r.stdout());
+    assert!(!r.stdout().contains("mount=0"), "{}", r.stdout());
+    assert!(r.stdout().trim_end().ends_with("1000"));
+}
+
+#[test]
+fn cannot_execute_from_tmp() {
+    let r = sh(&[], "cp /bin/true /tmp/t && chmod +x /tmp/t && /tmp/t; echo rc=$?");
+    assert!(r.stdout().contains("rc=126"), "{} {}", r.stdout(), r.stderr());
+}
+
+#[test]
+fn cannot_bind_tcp_inside_the_sandbox() {
+    let r = python(&[], "import socket\ntry:\n    socket.socket().bind(('127.0.0.1', 8080)); print('BOUND')\nexcept OSError as e:\n    print('denied', e.errno)");
+    assert!(r.stdout().starts_with("denied"), "{}", r.stdout());
+}
+
+#[test]
+fn fork_bomb_is_stopped_by_pids_limit() {
+    let code = "import os, time, errno\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(30); os._exit(0)\n        n += 1\nexcept OSError as e:\n    print(n, errno.errorcode[e.errno], flush=True)\n";
+    let r = python(&["--pids", "16", "--timeout", "10"], code);
+    let fields: Vec<&str> = r.stdout().split_whitespace().collect();
+    let forked: u32 = fields[0].parse().unwrap();
+    assert!(forked < 16, "forked {forked} processes under --pids 16");
+    assert_eq!(fields[1], "EAGAIN");
+    assert_eq!(r.outcome["timed_out"], false, "the program ends; its children die with it");
+}
+
+#[test]
+fn shell_fork_bomb_is_contained() {
+    let r = sh(&["--pids", "32", "--timeout", "2"], "b() { b | b & }; b; sleep 5");
+    assert_eq!(r.outcome["timed_out"], true);
+    assert!(r.outcome["wall_time_ms"].as_f64().unwrap() < 4000.0);
+}
+
+#[test]
+fn memory_bomb_is_oom_killed() {
+    let r = python(&["--memory", "64M"], "b = []\nwhile True: b.append(bytearray(16 << 20))");
+    assert_eq!(r.outcome["oom_killed"], true, "{}", r.outcome);
+    assert_eq!(r.outcome["signal"], 9);
+    let peak = r.outcome["peak_memory_bytes"].as_u64().unwrap();
+    assert!(peak <= 64 << 20 && peak > 16 << 20, "peak {peak}");
+}
+
+#[test]
+fn cpu_loop_times_out_within_a_second_of_the_limit() {
+    let r = python(&["--timeout", "1"], "while True: pass");
+    assert_eq!(r.outcome["timed_out"], true);
+    assert_eq!(r.outcome["signal"], 9);
+    let wall = r.outcome["wall_time_ms"].as_f64().unwrap();
+    assert!((1000.0..2000.0).contains(&wall), "wall {wall} ms");
+    assert!(r.outcome["cpu_time_ms"].as_f64().unwrap() > 300.0);
+}
+
+#[test]
+fn cpu_limit_throttles() {
+    // Four busy threads under --cpus 0.5 for 1 s of wall time get about 0.5 s of CPU.
+    let code = "import threading, time\nend = time.time() + 1.0\ndef spin():\n    while time.time() < end: pass\nts = [threading.Thread(target=spin) for _ in range(4)]\n[t.start() for t in ts]\n[t.join() for t in ts]";
+    let r = python(&["--cpus", "0.5"], code);
+    let cpu = r.outcome["cpu_time_ms"].as_f64().unwrap();
+    // Unthrottled, this is about 2000 ms on two cores.
+    assert!(cpu < 1200.0, "cpu {cpu} ms in 1 s under --cpus 0.5");
+}
+
+#[test]
+fn filling_tmp_hits_enospc_and_spares_the_host() {
+    let r = sh(&["--tmpfs-size", "8M"], "dd if=/dev/zero of=/tmp/fill bs=1M count=100 2>&1; echo rc=$?; du -k /tmp/fill | cut -f1");
+    assert!(r.stdout().contains("No space left on device"), "{}", r.stdout());
+    let kib: u64 = r.stdout().lines().last().unwrap().trim().parse().unwrap();
+    assert!(kib <= 8 * 1024);
+    assert!(!std::path::Path::new("/tmp/fill").exists(), "file landed on the host");
+}
+
+#[test]
+fn filling_workdir_hits_enospc() {
+    let r = sh(&["--workdir-size", "4M"], "head -c 10000000 /dev/zero > big; echo rc=$?");
+    assert!(r.stderr().contains("No space left on device"), "{}", r.stderr());
+}
+
+#[test]
+fn huge_output_is_truncated_with_bounded_memory() {
+    let mut child = crate::warden()
+        .args(["run", "--json", "--output-limit", "1M", "--", "head", "-c", "200000000", "/dev/zero"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut hwm_kib = 0u64;
+    let mut stdout = String::new();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        out.read_to_string(&mut stdout).unwrap();
+        stdout
+    });
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(v) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                hwm_kib = hwm_kib.max(v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stdout = reader.join().unwrap();
+    let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(outcome["stdout_truncated"], true);
+    assert_eq!(outcome["stdout_bytes"], 200_000_000u64);
+    assert_eq!(outcome["stdout"].as_str().unwrap().len(), 1 << 20);
+    assert!(hwm_kib > 0 && hwm_kib < 64 * 1024, "warden peak RSS {hwm_kib} KiB for 200 MB of output");
+}
+
+#[test]
+fn warden_secrets_do_not_reach_the_sandbox() {
+    let output = crate::warden()
+        .env("WARDEN_TEST_SECRET", "hunter2-do-not-leak")
+        .args(["run", "--json", "--", "sh", "-c", "env; cat /proc/1/environ; cat /proc/*/environ"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("PATH="), "{text}");
+    assert!(!text.contains("hunter2"), "secret leaked: {text}");
+}
+
+#[test]
+fn only_fds_0_to_2_are_open() {
+    let r = python(&[], "import os\nopen_fds = []\nfor fd in range(0, 4096):\n    try:\n        os.fstat(fd); open_fds.append(fd)\n    except OSError: pass\nprint(open_fds)");
+    assert_eq!(r.stdout().trim(), "[0, 1, 2]");
+}
+
+#[test]
+fn cannot_create_nested_namespaces() {
+    let r = sh(&[], "unshare -Ur id; echo rc=$?");
+    assert!(!r.stdout().contains("rc=0"), "{}", r.stdout());
+    assert!(r.violations("unshare") >= 1, "{}", r.outcome);
+}
+
+#[test]
+fn clone_with_namespace_flags_is_denied() {
+    // clone(CLONE_NEWUSER | SIGCHLD) straight through libc: the argument filter must refuse it.
+    let code = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)\nif r == 0: os._exit(0)\nprint(r, ctypes.get_errno())";
+    let r = python(&[], code);
+    assert_eq!(r.stdout().trim(), "-1 1", "{}", r.stdout());
+    assert!(r.violations("clone") >= 1, "{}", r.outcome);
+}
+
+#[test]
+fn raw_sockets_are_denied() {
+    let code = "import socket\nfor fam, kind, proto in [(socket.AF_INET, socket.SOCK_RAW, 1), (socket.AF_INET6, socket.SOCK_RAW, 58), (socket.AF_PACKET, socket.SOCK_RAW, 0)]:\n    try:\n        socket.socket(fam, kind, proto); print('OPENED')\n    except OSError as e:\n        print('denied', e.errno)";
+    let r = python(&[], code);
+    assert_eq!(r.stdout().matches("denied 1").count(), 3, "{}", r.stdout());
+    assert!(r.violations("socket") >= 3, "{}", r.outcome);
+}
+
+/// Calls syscall `nr` with zero arguments through ctypes; prints `ret errno`.
+fn raw_syscall(nr: u32) -> crate::Run {
+    python(&[], &format!("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.syscall({nr}, 0, 0, 0, 0, 0, 0)\nprint(r, ctypes.get_errno())"))
+}
+
+/// Each must-deny syscall fails with EPERM and shows in `seccomp_violations`.
+macro_rules! denied_syscalls {
+    ($($test:ident: $name:literal = $nr:literal,)*) => {$(
+        #[test]
+        #[cfg(target_arch = "x86_64")]
+        fn $test() {
+            let r = raw_syscall($nr);
+            assert_eq!(r.stdout().trim(), "-1 1", "{} must fail with EPERM: {} {}", $name, r.stdout(), r.stderr());
+            assert_eq!(r.violations($name), 1, "{} not reported: {}", $name, r.outcome["seccomp_violations"]);
+        }
+    )*};
+}
+
+denied_syscalls! {
+    denies_ptrace: "ptrace" = 101,
+    denies_mount: "mount" = 165,
+    denies_umount2: "umount2" = 166,
+    denies_pivot_root: "pivot_root" = 155,
+    denies_chroot: "chroot" = 161,
+    denies_unshare: "unshare" = 272,
+    denies_setns: "setns" = 308,
+    denies_keyctl: "keyctl" = 250,
+    denies_add_key: "add_key" = 248,
+    denies_request_key: "request_key" = 249,
+    denies_bpf: "bpf" = 321,
+    denies_perf_event_open: "perf_event_open" = 298,
+    denies_userfaultfd: "userfaultfd" = 323,
+    denies_io_uring_setup: "io_uring_setup" = 425,
+    denies_io_uring_enter: "io_uring_enter" = 426,
+    denies_io_uring_register: "io_uring_register" = 427,
+    denies_kexec_load: "kexec_load" = 246,
+    denies_kexec_file_load: "kexec_file_load" = 320,
+    denies_init_module: "init_module" = 175,
+    denies_finit_module: "finit_module" = 313,
+    denies_delete_module: "delete_module" = 176,
+    denies_reboot: "reboot" = 169,
+    denies_swapon: "swapon" = 167,
+    denies_swapoff: "swapoff" = 168,
+    denies_acct: "acct" = 163,
+    denies_settimeofday: "settimeofday" = 164,
+    denies_clock_settime: "clock_settime" = 227,
+    denies_open_by_handle_at: "open_by_handle_at" = 304,
+    denies_process_vm_readv: "process_vm_readv" = 310,
+    denies_process_vm_writev: "process_vm_writev" = 311,
+}
