@@ -54,7 +54,7 @@ pub struct RunArgs {
     /// seccomp, pids, memory, userns, landlock.
     #[arg(long = "allow-missing", value_name = "LAYER", value_parser = parse_layer)]
     allow_missing: Vec<Layer>,
-    /// cgroup (relative to each hierarchy's root) under which the execution's cgroup is created.
+    /// cgroup, relative to each hierarchy's root (no leading `/`), under which each execution's cgroup is created.
     #[arg(long, value_name = "PATH", default_value = "warden")]
     cgroup_parent: String,
     /// Do not forward standard input (the program reads end-of-file).

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::cgroup::{Cgroup, CgroupLimits, CgroupVersion};
+use crate::cgroup::{Cgroup, CgroupLimits};
 use crate::host::{self, HostReport};
 use crate::proto::{self, InitConfig, Msg, Receiver};
 use crate::{sys, Error, Layer, Outcome, Spec, Stdin, Violation, INIT_ARG, SANDBOX_UID, WORKDIR};
@@ -145,13 +145,7 @@ impl Sandbox {
             },
         };
 
-        let cgroup_version = match (&cgroup, &self.host.cgroup) {
-            (Some(_), Some(host)) => Some(match host.version() {
-                CgroupVersion::V1 => "v1".to_string(),
-                CgroupVersion::V2 => "v2".to_string(),
-            }),
-            _ => None,
-        };
+        let cgroup_version = cgroup.as_ref().map(|c| c.version().to_string());
         let mut run = Run::start(&self.init_exe, cgroup, &cfg, io, self.uid_base)?;
         let result = run.supervise(start + spec.limits.timeout);
         run.finish(start, result, missing, cgroup_version)
@@ -576,5 +570,95 @@ impl Drop for Run {
     fn drop(&mut self) {
         // On any early return, leave nothing running.
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::LayerStatus;
+
+    fn sandbox_with(missing: &[Layer]) -> Sandbox {
+        let layers = Layer::ALL
+            .iter()
+            .map(|&layer| LayerStatus {
+                layer,
+                available: !missing.contains(&layer),
+                detail: format!("{layer} test"),
+                remedy: None,
+            })
+            .collect();
+        Sandbox {
+            init_exe: PathBuf::from("/bin/true"),
+            host: HostReport {
+                layers,
+                cgroup: None,
+                landlock_abi: None,
+            },
+            cgroup_parent: "warden".into(),
+            uid_base: DEFAULT_UID_BASE,
+        }
+    }
+
+    #[test]
+    fn missing_layer_is_an_error_unless_allowed() {
+        let sb = sandbox_with(&[Layer::Landlock, Layer::Pids]);
+        match sb.missing_layers(&BTreeSet::new()) {
+            Err(Error::LayerUnavailable {
+                layer: Layer::Pids, ..
+            }) => {}
+            other => panic!("expected pids unavailable, got {other:?}"),
+        }
+        let only_landlock: BTreeSet<_> = [Layer::Landlock].into();
+        assert!(matches!(
+            sb.missing_layers(&only_landlock),
+            Err(Error::LayerUnavailable {
+                layer: Layer::Pids,
+                ..
+            })
+        ));
+        let both: BTreeSet<_> = [Layer::Landlock, Layer::Pids].into();
+        assert_eq!(
+            sb.missing_layers(&both).unwrap(),
+            vec![Layer::Pids, Layer::Landlock]
+        );
+    }
+
+    #[test]
+    fn layers_without_a_weaker_mode_cannot_be_allowed_missing() {
+        let sb = sandbox_with(&[Layer::Network]);
+        let allowed: BTreeSet<_> = [Layer::Network].into();
+        assert!(matches!(
+            sb.missing_layers(&allowed),
+            Err(Error::LayerUnavailable {
+                layer: Layer::Network,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn allowing_an_available_layer_changes_nothing() {
+        let sb = sandbox_with(&[]);
+        let allowed: BTreeSet<_> = [Layer::Seccomp].into();
+        assert!(sb.missing_layers(&allowed).unwrap().is_empty());
+    }
+
+    #[test]
+    fn input_paths_stay_under_the_workdir() {
+        for ok in ["a.txt", "dir/a.txt", "/work/a.txt"] {
+            assert!(check_input_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "../a",
+            "/etc/passwd",
+            "a/../../b",
+            "/work",
+            "/work/../etc/x",
+            "./a",
+        ] {
+            assert!(check_input_path(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -25,9 +25,16 @@ fn cannot_see_host_home_directories() {
 
 #[test]
 fn cannot_write_under_usr() {
-    let r = sh(&[], "echo pwned > /usr/pwned; echo rc=$?; touch /usr/bin/pwned; mkdir /usr/lib/pwned");
+    let r = sh(
+        &[],
+        "echo pwned > /usr/pwned; echo rc=$?; touch /usr/bin/pwned; mkdir /usr/lib/pwned",
+    );
     assert!(r.stdout().contains("rc=2"), "{}", r.stdout());
-    assert!(r.stderr().contains("Read-only file system"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("Read-only file system"),
+        "{}",
+        r.stderr()
+    );
     assert!(!std::path::Path::new("/usr/pwned").exists());
     assert!(!std::path::Path::new("/usr/bin/pwned").exists());
 }
@@ -35,21 +42,38 @@ fn cannot_write_under_usr() {
 #[test]
 fn cannot_write_to_root_or_etc() {
     let r = sh(&[], "touch /pwned /etc/passwd 2>&1; echo rc=$?");
-    assert!(r.stdout().contains("Read-only file system"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("Read-only file system"),
+        "{}",
+        r.stdout()
+    );
     assert!(!r.stdout().contains("rc=0"));
 }
 
 #[test]
 fn cannot_write_proc_sys() {
     let r = sh(&[], "echo 1 > /proc/sys/kernel/sysrq; echo rc=$?");
-    assert!(r.stdout().contains("rc=2") || r.stdout().contains("rc=1"), "{}", r.stdout());
-    assert!(r.stderr().contains("Read-only file system") || r.stderr().contains("Permission denied"), "{}", r.stderr());
+    assert!(
+        r.stdout().contains("rc=2") || r.stdout().contains("rc=1"),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stderr().contains("Read-only file system") || r.stderr().contains("Permission denied"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
 fn kernel_memory_files_are_masked() {
     let r = sh(&[], "wc -c < /proc/kcore; cat /proc/keys | wc -c");
-    assert_eq!(r.stdout().split_whitespace().collect::<Vec<_>>(), ["0", "0"], "{}", r.stderr());
+    assert_eq!(
+        r.stdout().split_whitespace().collect::<Vec<_>>(),
+        ["0", "0"],
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -64,7 +88,10 @@ fn cannot_connect_to_host_loopback_listener() {
         ),
     );
     assert!(r.stdout().starts_with("denied"), "{}", r.stdout());
-    assert!(listener.accept().is_err(), "the host listener accepted a connection");
+    assert!(
+        listener.accept().is_err(),
+        "the host listener accepted a connection"
+    );
 }
 
 #[test]
@@ -75,7 +102,10 @@ fn cannot_reach_an_external_address() {
         "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2); print('CONNECTED')\nexcept OSError as e:\n    print('denied', e.errno)",
     );
     assert!(r.stdout().starts_with("denied"), "{}", r.stdout());
-    let r = sh(&[], "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '");
+    let r = sh(
+        &[],
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '",
+    );
     assert_eq!(r.stdout().trim(), "lo", "only loopback may exist");
 }
 
@@ -90,16 +120,25 @@ fn cannot_reach_host_abstract_unix_socket() {
         &format!("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect('\\0{name}'); print('CONNECTED')\nexcept OSError as e:\n    print('denied', e.errno)"),
     );
     assert!(r.stdout().starts_with("denied"), "{}", r.stdout());
-    assert!(listener.accept().is_err(), "host abstract socket accepted a connection");
+    assert!(
+        listener.accept().is_err(),
+        "host abstract socket accepted a connection"
+    );
 }
 
 #[test]
 fn cannot_signal_a_host_process() {
     let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = victim.id();
-    let r = sh(&[], &format!("kill -9 {pid}; echo rc=$?; ls /proc | grep -c '^[0-9]'"));
+    let r = sh(
+        &[],
+        &format!("kill -9 {pid}; echo rc=$?; ls /proc | grep -c '^[0-9]'"),
+    );
     assert!(r.stdout().contains("rc=1"), "{}", r.stdout());
-    assert!(victim.try_wait().unwrap().is_none(), "host process was killed");
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "host process was killed"
+    );
     victim.kill().unwrap();
     victim.wait().unwrap();
 }
@@ -107,7 +146,11 @@ fn cannot_signal_a_host_process() {
 #[test]
 fn host_processes_are_invisible() {
     let r = sh(&[], "ls /proc | grep '^[0-9]' | sort -n | tr '\\n' ' '");
-    let pids: Vec<u32> = r.stdout().split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let pids: Vec<u32> = r
+        .stdout()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     assert!(pids.len() <= 4, "sandbox sees {pids:?}");
     assert!(pids.contains(&1));
     assert!(!pids.contains(&std::process::id()));
@@ -115,13 +158,22 @@ fn host_processes_are_invisible() {
 
 #[test]
 fn no_capabilities_and_no_new_privs() {
-    let r = sh(&[], "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status");
+    let r = sh(
+        &[],
+        "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status",
+    );
     let text = r.stdout();
     for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert!(text.contains(&format!("{cap}:\t0000000000000000")), "{cap} not empty:\n{text}");
+        assert!(
+            text.contains(&format!("{cap}:\t0000000000000000")),
+            "{cap} not empty:\n{text}"
+        );
     }
     assert!(text.contains("NoNewPrivs:\t1"), "{text}");
-    assert!(text.contains("Seccomp:\t2"), "seccomp filter mode expected:\n{text}");
+    assert!(
+        text.contains("Seccomp:\t2"),
+        "seccomp filter mode expected:\n{text}"
+    );
 }
 
 #[test]
@@ -131,7 +183,10 @@ fn sandbox_root_is_an_unprivileged_host_uid() {
     assert_eq!(fields[0], "1000");
     assert_eq!(fields[1], "0", "map starts at sandbox uid 0");
     let host_base: u64 = fields[2].parse().unwrap();
-    assert!(host_base >= 65536, "sandbox root must not be a low host uid: {host_base}");
+    assert!(
+        host_base >= 65536,
+        "sandbox root must not be a low host uid: {host_base}"
+    );
 }
 
 #[test]
@@ -145,8 +200,16 @@ fn setuid_root_binaries_give_nothing() {
 
 #[test]
 fn cannot_execute_from_tmp() {
-    let r = sh(&[], "cp /bin/true /tmp/t && chmod +x /tmp/t && /tmp/t; echo rc=$?");
-    assert!(r.stdout().contains("rc=126"), "{} {}", r.stdout(), r.stderr());
+    let r = sh(
+        &[],
+        "cp /bin/true /tmp/t && chmod +x /tmp/t && /tmp/t; echo rc=$?",
+    );
+    assert!(
+        r.stdout().contains("rc=126"),
+        "{} {}",
+        r.stdout(),
+        r.stderr()
+    );
 }
 
 #[test]
@@ -163,19 +226,28 @@ fn fork_bomb_is_stopped_by_pids_limit() {
     let forked: u32 = fields[0].parse().unwrap();
     assert!(forked < 16, "forked {forked} processes under --pids 16");
     assert_eq!(fields[1], "EAGAIN");
-    assert_eq!(r.outcome["timed_out"], false, "the program ends; its children die with it");
+    assert_eq!(
+        r.outcome["timed_out"], false,
+        "the program ends; its children die with it"
+    );
 }
 
 #[test]
 fn shell_fork_bomb_is_contained() {
-    let r = sh(&["--pids", "32", "--timeout", "2"], "b() { b | b & }; b; sleep 5");
+    let r = sh(
+        &["--pids", "32", "--timeout", "2"],
+        "b() { b | b & }; b; sleep 5",
+    );
     assert_eq!(r.outcome["timed_out"], true);
     assert!(r.outcome["wall_time_ms"].as_f64().unwrap() < 4000.0);
 }
 
 #[test]
 fn memory_bomb_is_oom_killed() {
-    let r = python(&["--memory", "64M"], "b = []\nwhile True: b.append(bytearray(16 << 20))");
+    let r = python(
+        &["--memory", "64M"],
+        "b = []\nwhile True: b.append(bytearray(16 << 20))",
+    );
     assert_eq!(r.outcome["oom_killed"], true, "{}", r.outcome);
     assert_eq!(r.outcome["signal"], 9);
     let peak = r.outcome["peak_memory_bytes"].as_u64().unwrap();
@@ -204,23 +276,50 @@ fn cpu_limit_throttles() {
 
 #[test]
 fn filling_tmp_hits_enospc_and_spares_the_host() {
-    let r = sh(&["--tmpfs-size", "8M"], "dd if=/dev/zero of=/tmp/fill bs=1M count=100 2>&1; echo rc=$?; du -k /tmp/fill | cut -f1");
-    assert!(r.stdout().contains("No space left on device"), "{}", r.stdout());
+    let r = sh(
+        &["--tmpfs-size", "8M"],
+        "dd if=/dev/zero of=/tmp/fill bs=1M count=100 2>&1; echo rc=$?; du -k /tmp/fill | cut -f1",
+    );
+    assert!(
+        r.stdout().contains("No space left on device"),
+        "{}",
+        r.stdout()
+    );
     let kib: u64 = r.stdout().lines().last().unwrap().trim().parse().unwrap();
     assert!(kib <= 8 * 1024);
-    assert!(!std::path::Path::new("/tmp/fill").exists(), "file landed on the host");
+    assert!(
+        !std::path::Path::new("/tmp/fill").exists(),
+        "file landed on the host"
+    );
 }
 
 #[test]
 fn filling_workdir_hits_enospc() {
-    let r = sh(&["--workdir-size", "4M"], "head -c 10000000 /dev/zero > big; echo rc=$?");
-    assert!(r.stderr().contains("No space left on device"), "{}", r.stderr());
+    let r = sh(
+        &["--workdir-size", "4M"],
+        "head -c 10000000 /dev/zero > big; echo rc=$?",
+    );
+    assert!(
+        r.stderr().contains("No space left on device"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
 fn huge_output_is_truncated_with_bounded_memory() {
     let mut child = crate::warden()
-        .args(["run", "--json", "--output-limit", "1M", "--", "head", "-c", "200000000", "/dev/zero"])
+        .args([
+            "run",
+            "--json",
+            "--output-limit",
+            "1M",
+            "--",
+            "head",
+            "-c",
+            "200000000",
+            "/dev/zero",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -245,14 +344,24 @@ fn huge_output_is_truncated_with_bounded_memory() {
     assert_eq!(outcome["stdout_truncated"], true);
     assert_eq!(outcome["stdout_bytes"], 200_000_000u64);
     assert_eq!(outcome["stdout"].as_str().unwrap().len(), 1 << 20);
-    assert!(hwm_kib > 0 && hwm_kib < 64 * 1024, "warden peak RSS {hwm_kib} KiB for 200 MB of output");
+    assert!(
+        hwm_kib > 0 && hwm_kib < 64 * 1024,
+        "warden peak RSS {hwm_kib} KiB for 200 MB of output"
+    );
 }
 
 #[test]
 fn warden_secrets_do_not_reach_the_sandbox() {
     let output = crate::warden()
         .env("WARDEN_TEST_SECRET", "hunter2-do-not-leak")
-        .args(["run", "--json", "--", "sh", "-c", "env; cat /proc/1/environ; cat /proc/*/environ"])
+        .args([
+            "run",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "env; cat /proc/1/environ; cat /proc/*/environ",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);

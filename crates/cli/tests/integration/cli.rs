@@ -16,8 +16,18 @@ fn json_outcome_has_the_contract_fields() {
     let r = run_json(&[], &["true"]);
     let obj = r.outcome.as_object().unwrap();
     for field in [
-        "exit_code", "signal", "timed_out", "oom_killed", "wall_time_ms", "cpu_time_ms", "peak_memory_bytes",
-        "stdout", "stderr", "stdout_truncated", "stderr_truncated", "seccomp_violations",
+        "exit_code",
+        "signal",
+        "timed_out",
+        "oom_killed",
+        "wall_time_ms",
+        "cpu_time_ms",
+        "peak_memory_bytes",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "seccomp_violations",
     ] {
         assert!(obj.contains_key(field), "missing {field}: {}", r.outcome);
     }
@@ -25,14 +35,25 @@ fn json_outcome_has_the_contract_fields() {
     assert!(r.outcome["signal"].is_null());
     assert!(r.outcome["wall_time_ms"].is_f64());
     assert!(r.outcome["seccomp_violations"].is_array());
-    assert_eq!(r.outcome["missing_layers"], serde_json::json!([]), "this host has every layer");
-    assert_eq!(r.output.status.code(), Some(0), "--json exits with the program's status");
+    assert_eq!(
+        r.outcome["missing_layers"],
+        serde_json::json!([]),
+        "this host has every layer"
+    );
+    assert_eq!(
+        r.output.status.code(),
+        Some(0),
+        "--json exits with the program's status"
+    );
 }
 
 #[test]
 fn json_violation_entries_are_syscall_and_count() {
     let r = run_json(&[], &["/usr/bin/python3", "-c", "import ctypes; l = ctypes.CDLL(None); l.syscall(101, 0, 0, 0, 0); l.syscall(101, 0, 0, 0, 0)"]);
-    assert_eq!(r.outcome["seccomp_violations"], serde_json::json!([{"syscall": "ptrace", "count": 2}]));
+    assert_eq!(
+        r.outcome["seccomp_violations"],
+        serde_json::json!([{"syscall": "ptrace", "count": 2}])
+    );
 }
 
 #[test]
@@ -44,8 +65,14 @@ fn exit_codes_pass_through() {
 
 #[test]
 fn signals_become_128_plus_n() {
-    assert_eq!(status_of(&["run", "--", "sh", "-c", "kill -TERM $$"]).0, 143);
-    assert_eq!(status_of(&["run", "--", "sh", "-c", "kill -SEGV $$"]).0, 139);
+    assert_eq!(
+        status_of(&["run", "--", "sh", "-c", "kill -TERM $$"]).0,
+        143
+    );
+    assert_eq!(
+        status_of(&["run", "--", "sh", "-c", "kill -SEGV $$"]).0,
+        139
+    );
     let r = run_json(&[], &["sh", "-c", "kill -KILL $$"]);
     assert_eq!(r.outcome["signal"], 9);
     assert!(r.outcome["exit_code"].is_null());
@@ -77,17 +104,32 @@ fn bad_flags_are_refused_with_the_flag_named() {
         (vec!["run", "--timeout", "0", "--", "true"], "--timeout"),
         (vec!["run", "--pids", "0", "--", "true"], "pids"),
         (vec!["run", "--cpus", "0", "--", "true"], "cpus"),
-        (vec!["run", "--allow-missing", "bogus", "--", "true"], "--allow-missing"),
-        (vec!["run", "--allow-missing", "network", "--", "true"], "cannot be missing"),
+        (
+            vec!["run", "--allow-missing", "bogus", "--", "true"],
+            "--allow-missing",
+        ),
+        (
+            vec!["run", "--allow-missing", "network", "--", "true"],
+            "cannot be missing",
+        ),
         (vec!["run", "--env", "NOEQUALS", "--", "true"], "--env"),
-        (vec!["run", "--file", "/nonexistent:x", "--", "true"], "--file"),
-        (vec!["run", "--file", "/etc/hostname:../escape", "--", "true"], "escape"),
+        (
+            vec!["run", "--file", "/nonexistent:x", "--", "true"],
+            "--file",
+        ),
+        (
+            vec!["run", "--file", "/etc/hostname:../escape", "--", "true"],
+            "escape",
+        ),
         (vec!["run", "--bogus-flag", "--", "true"], "--bogus-flag"),
         (vec!["run"], "PROGRAM"),
     ] {
         let (code, out, err) = status_of(&args);
         assert_eq!(code, 125, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr lacks {needle:?}: {err}"
+        );
         assert!(out.is_empty(), "{args:?} printed to stdout: {out}");
     }
 }
@@ -96,11 +138,32 @@ fn bad_flags_are_refused_with_the_flag_named() {
 fn doctor_reports_every_layer() {
     let (code, out, _) = status_of(&["doctor", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = report["layers"].as_array().unwrap().iter().map(|l| l["layer"].as_str().unwrap()).collect();
-    assert_eq!(names, ["network", "seccomp", "filesystem", "capabilities", "pids", "memory", "userns", "no-new-privs", "landlock"]);
+    let names: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "network",
+            "seccomp",
+            "filesystem",
+            "capabilities",
+            "pids",
+            "memory",
+            "userns",
+            "no-new-privs",
+            "landlock"
+        ]
+    );
     assert_eq!(report["all_available"], true, "{out}");
     assert_eq!(code, 0);
     assert!(report["landlock_abi"].as_u64().unwrap() >= 1);
     let (_, text, _) = status_of(&["doctor"]);
-    assert!(text.contains("landlock") && text.contains("cgroup v"), "{text}");
+    assert!(
+        text.contains("landlock") && text.contains("cgroup v"),
+        "{text}"
+    );
 }

@@ -16,14 +16,24 @@ fn python_computes_and_prints() {
 fn numpy_computes() {
     let r = python(&[], "import numpy as np\na = np.random.default_rng(0).random((200, 200))\nprint(round(float(np.abs(np.linalg.inv(a) @ a - np.eye(200)).max()), 6))");
     assert_eq!(r.stdout().trim(), "0.0", "{}", r.stderr());
-    assert_eq!(r.outcome["seccomp_violations"], serde_json::json!([]), "{}", r.outcome);
+    assert_eq!(
+        r.outcome["seccomp_violations"],
+        serde_json::json!([]),
+        "{}",
+        r.outcome
+    );
 }
 
 #[test]
 fn pandas_computes() {
     let r = python(&[], "import pandas as pd\ndf = pd.DataFrame({'k': ['a', 'b', 'a'], 'v': [1, 2, 3]})\nprint(df.groupby('k').v.sum().to_dict())");
     assert_eq!(r.stdout().trim(), "{'a': 4, 'b': 2}", "{}", r.stderr());
-    assert_eq!(r.outcome["seccomp_violations"], serde_json::json!([]), "{}", r.outcome);
+    assert_eq!(
+        r.outcome["seccomp_violations"],
+        serde_json::json!([]),
+        "{}",
+        r.outcome
+    );
 }
 
 #[test]
@@ -39,8 +49,18 @@ with cf.ProcessPoolExecutor(2) as ex: print(list(ex.map(abs, [-4])))\n\
 q = multiprocessing.Queue(); pr = multiprocessing.Process(target=q.put, args=('mp',)); pr.start(); print(q.get()); pr.join()\n\
 print(uuid.uuid1().version, uuid.uuid4().version)";
     let r = python(&[], code);
-    assert_eq!(r.stdout(), "[0, 1, 2, 3, 4, 5, 6, 7]\nsub\n[1, 2, 3]\n[4]\nmp\n1 4\n", "{}", r.stderr());
-    assert_eq!(r.outcome["seccomp_violations"], serde_json::json!([]), "{}", r.outcome);
+    assert_eq!(
+        r.stdout(),
+        "[0, 1, 2, 3, 4, 5, 6, 7]\nsub\n[1, 2, 3]\n[4]\nmp\n1 4\n",
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        r.outcome["seccomp_violations"],
+        serde_json::json!([]),
+        "{}",
+        r.outcome
+    );
 }
 
 #[test]
@@ -53,11 +73,23 @@ fn shell_pipeline_and_coreutils() {
 
 #[test]
 fn bash_and_node_run() {
-    let r = run_json(&[], &["bash", "-c", "arr=(a b c); echo ${#arr[@]} $BASH_VERSION | cut -c1-3"]);
+    let r = run_json(
+        &[],
+        &[
+            "bash",
+            "-c",
+            "arr=(a b c); echo ${#arr[@]} $BASH_VERSION | cut -c1-3",
+        ],
+    );
     assert_eq!(r.stdout().trim(), "3 5");
     let r = run_json(&[], &["node", "-e", "const os = require('os'); console.log(JSON.stringify([1,2].map(x => x * 21)), os.cpus().length > 0)"]);
     assert_eq!(r.stdout().trim(), "[21,42] true", "{}", r.stderr());
-    assert_eq!(r.outcome["seccomp_violations"], serde_json::json!([]), "{}", r.outcome);
+    assert_eq!(
+        r.outcome["seccomp_violations"],
+        serde_json::json!([]),
+        "{}",
+        r.outcome
+    );
 }
 
 #[test]
@@ -65,7 +97,14 @@ fn reads_a_file_input() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(f, "a,b\n1,2\n3,4").unwrap();
     let arg = format!("{}:data/input.csv", f.path().display());
-    let r = run_json(&["--file", &arg], &["sh", "-c", "pwd; cat data/input.csv | tail -1; stat -c %U data/input.csv"]);
+    let r = run_json(
+        &["--file", &arg],
+        &[
+            "sh",
+            "-c",
+            "pwd; cat data/input.csv | tail -1; stat -c %U data/input.csv",
+        ],
+    );
     assert_eq!(r.stdout(), "/work\n3,4\nsandbox\n", "{}", r.stderr());
 }
 
@@ -77,7 +116,12 @@ fn stdin_is_forwarded() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello sandbox\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello sandbox\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO SANDBOX\n");
     assert!(out.status.success());
@@ -92,9 +136,19 @@ fn writes_to_dev_stdout_and_tmp_work() {
 
 #[test]
 fn environment_is_minimal_plus_requested() {
-    let r = run_json(&["--env", "GREETING=hi there", "--env", "PATH=/usr/bin:/bin"], &["env"]);
-    let mut vars: Vec<&str> = r.stdout().lines().map(|l| l.split('=').next().unwrap()).collect();
+    let r = run_json(
+        &["--env", "GREETING=hi there", "--env", "PATH=/usr/bin:/bin"],
+        &["env"],
+    );
+    let mut vars: Vec<&str> = r
+        .stdout()
+        .lines()
+        .map(|l| l.split('=').next().unwrap())
+        .collect();
     vars.sort();
-    assert_eq!(vars, ["GREETING", "HOME", "LANG", "LOGNAME", "PATH", "PWD", "TMPDIR", "USER"]);
+    assert_eq!(
+        vars,
+        ["GREETING", "HOME", "LANG", "LOGNAME", "PATH", "PWD", "TMPDIR", "USER"]
+    );
     assert!(r.stdout().contains("GREETING=hi there\n"));
 }

@@ -9,7 +9,9 @@ use crate::{run_json, warden};
 fn host_processes_with(marker: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if cmdline.contains(marker) {
@@ -23,7 +25,14 @@ fn host_processes_with(marker: &str) -> Vec<u32> {
 /// Every cgroup directory named like an execution under the `warden-test-…` parent.
 fn leftover_cgroups(parent: &str) -> Vec<String> {
     let mut left = Vec::new();
-    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/freezer"] {
+    for root in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/cpuacct",
+        "/sys/fs/cgroup/freezer",
+    ] {
         let dir = Path::new(root).join(parent);
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -37,13 +46,23 @@ fn leftover_cgroups(parent: &str) -> Vec<String> {
 }
 
 fn remove_parent(parent: &str) {
-    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/freezer"] {
+    for root in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/cpuacct",
+        "/sys/fs/cgroup/freezer",
+    ] {
         let _ = std::fs::remove_dir(Path::new(root).join(parent));
     }
 }
 
 fn mount_count() -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
 }
 
 #[test]
@@ -53,8 +72,15 @@ fn setsid_daemon_is_gone_when_run_returns() {
     let r = run_json(&["--cgroup-parent", &parent], &["sh", "-c", &format!("setsid sh -c 'sleep {marker} & sleep {marker}' </dev/null >/dev/null 2>&1 & sleep 0.2; echo started")]);
     assert_eq!(r.outcome["exit_code"], 0);
     assert_eq!(r.stdout(), "started\n");
-    assert!(host_processes_with(&format!("sleep {marker}")).is_empty(), "daemon survived");
-    assert!(leftover_cgroups(&parent).is_empty(), "cgroup left: {:?}", leftover_cgroups(&parent));
+    assert!(
+        host_processes_with(&format!("sleep {marker}")).is_empty(),
+        "daemon survived"
+    );
+    assert!(
+        leftover_cgroups(&parent).is_empty(),
+        "cgroup left: {:?}",
+        leftover_cgroups(&parent)
+    );
     remove_parent(&parent);
 }
 
@@ -63,12 +89,22 @@ fn nothing_left_after_timeout_or_oom() {
     let marker = "4343.4343";
     let parent = format!("warden-test-timeout-{}", std::process::id());
     let mounts = mount_count();
-    let r = run_json(&["--timeout", "1", "--cgroup-parent", &parent], &["sh", "-c", &format!("(sleep {marker} &); sleep {marker}")]);
+    let r = run_json(
+        &["--timeout", "1", "--cgroup-parent", &parent],
+        &["sh", "-c", &format!("(sleep {marker} &); sleep {marker}")],
+    );
     assert_eq!(r.outcome["timed_out"], true);
-    let r2 = run_json(&["--memory", "32M", "--cgroup-parent", &parent], &["/usr/bin/python3", "-c", "b = bytearray(1 << 30)"]);
+    let r2 = run_json(
+        &["--memory", "32M", "--cgroup-parent", &parent],
+        &["/usr/bin/python3", "-c", "b = bytearray(1 << 30)"],
+    );
     assert_eq!(r2.outcome["oom_killed"], true, "{}", r2.outcome);
     assert!(host_processes_with(&format!("sleep {marker}")).is_empty());
-    assert!(leftover_cgroups(&parent).is_empty(), "{:?}", leftover_cgroups(&parent));
+    assert!(
+        leftover_cgroups(&parent).is_empty(),
+        "{:?}",
+        leftover_cgroups(&parent)
+    );
     assert_eq!(mount_count(), mounts, "host mount table changed");
     remove_parent(&parent);
 }
@@ -77,7 +113,10 @@ fn nothing_left_after_timeout_or_oom() {
 fn files_do_not_persist_between_runs() {
     let r = run_json(&[], &["sh", "-c", "echo secret > /tmp/x; echo secret > /work/x; echo secret > /dev/shm/x; ls /tmp/x /work/x /dev/shm/x"]);
     assert_eq!(r.outcome["exit_code"], 0, "{}", r.stderr());
-    let r = run_json(&[], &["sh", "-c", "ls /tmp /work /dev/shm | grep -c x; cat /tmp/x"]);
+    let r = run_json(
+        &[],
+        &["sh", "-c", "ls /tmp /work /dev/shm | grep -c x; cat /tmp/x"],
+    );
     assert_eq!(r.stdout().trim(), "0");
 }
 
@@ -87,19 +126,36 @@ fn sigterm_to_warden_tears_everything_down() {
         let marker = format!("{}.4545", 4545 + signal);
         let parent = format!("warden-test-signal-{signal}-{}", std::process::id());
         let mut child = warden()
-            .args(["run", "--cgroup-parent", &parent, "--", "sh", "-c", &format!("(setsid sleep {marker} &); sleep {marker}")])
+            .args([
+                "run",
+                "--cgroup-parent",
+                &parent,
+                "--",
+                "sh",
+                "-c",
+                &format!("(setsid sleep {marker} &); sleep {marker}"),
+            ])
             .spawn()
             .unwrap();
         let start = Instant::now();
-        while host_processes_with(&format!("sleep {marker}")).len() < 2 && start.elapsed() < Duration::from_secs(10) {
+        while host_processes_with(&format!("sleep {marker}")).len() < 2
+            && start.elapsed() < Duration::from_secs(10)
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(host_processes_with(&format!("sleep {marker}")).len(), 2, "sandbox did not start");
+        assert_eq!(
+            host_processes_with(&format!("sleep {marker}")).len(),
+            2,
+            "sandbox did not start"
+        );
         let rc = send_signal(child.id(), signal);
         assert_eq!(rc, 0);
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(expected));
-        assert!(host_processes_with(&format!("sleep {marker}")).is_empty(), "processes survived signal {signal}");
+        assert!(
+            host_processes_with(&format!("sleep {marker}")).is_empty(),
+            "processes survived signal {signal}"
+        );
         assert!(leftover_cgroups(&parent).is_empty());
         remove_parent(&parent);
     }
