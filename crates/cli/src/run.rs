@@ -127,6 +127,9 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<Spec> {
         Some(split) => split,
         None => bail!("missing PROGRAM: usage `warden run [OPTIONS] -- PROGRAM [ARGS...]`"),
     };
+    if program.starts_with('-') {
+        bail!("unknown option `{program}`: see `warden run --help`; options go before `--`, the program after it");
+    }
     let mut spec = Spec::new(program.clone(), rest.iter().cloned());
     spec.limits = Limits {
         timeout: args.timeout,

@@ -547,3 +547,12 @@ pub fn pass_fd_as_3(cmd: &mut std::process::Command, fd: RawFd) {
         });
     }
 }
+
+/// `fcntl(F_DUPFD_CLOEXEC)`: a new owned, close-on-exec copy of a raw fd that some C library
+/// (libseccomp's notify fd) keeps and closes on its own.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument; a bad fd yields EBADF.
+    let new = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) }.into())?;
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
+}

@@ -52,14 +52,14 @@ fn cannot_write_to_root_or_etc() {
 
 #[test]
 fn cannot_write_proc_sys() {
-    let r = sh(&[], "echo 1 > /proc/sys/kernel/sysrq; echo rc=$?");
-    assert!(
-        r.stdout().contains("rc=2") || r.stdout().contains("rc=1"),
-        "{}",
-        r.stdout()
+    // The UTS namespace is the sandbox's own, so only the read-only mount stops this write.
+    let r = sh(
+        &[],
+        "echo pwned > /proc/sys/kernel/hostname; echo rc=$?; hostname",
     );
+    assert_eq!(r.stdout(), "rc=2\nwarden\n", "{}", r.stderr());
     assert!(
-        r.stderr().contains("Read-only file system") || r.stderr().contains("Permission denied"),
+        r.stderr().contains("Read-only file system"),
         "{}",
         r.stderr()
     );
@@ -67,13 +67,12 @@ fn cannot_write_proc_sys() {
 
 #[test]
 fn kernel_memory_files_are_masked() {
-    let r = sh(&[], "wc -c < /proc/kcore; cat /proc/keys | wc -c");
-    assert_eq!(
-        r.stdout().split_whitespace().collect::<Vec<_>>(),
-        ["0", "0"],
-        "{}",
-        r.stderr()
-    );
+    // Whichever of these the kernel has must read as empty (bind-mounted /dev/null).
+    let r = sh(&[], "for f in kcore keys timer_list sched_debug sysrq-trigger; do [ -e /proc/$f ] && echo $f $(head -c 64 /proc/$f | wc -c); done; true");
+    assert!(r.stdout().contains("keys 0"), "{}", r.stdout());
+    for line in r.stdout().lines() {
+        assert!(line.ends_with(" 0"), "not masked: {line}");
+    }
 }
 
 #[test]
@@ -151,7 +150,11 @@ fn host_processes_are_invisible() {
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
-    assert!(pids.len() <= 4, "sandbox sees {pids:?}");
+    // The sandbox's init, the shell and the pipeline's processes: nothing else.
+    assert!(
+        pids.len() <= 7 && pids.iter().all(|&p| p <= 16),
+        "sandbox sees {pids:?}"
+    );
     assert!(pids.contains(&1));
     assert!(!pids.contains(&std::process::id()));
 }
@@ -250,8 +253,10 @@ fn memory_bomb_is_oom_killed() {
     );
     assert_eq!(r.outcome["oom_killed"], true, "{}", r.outcome);
     assert_eq!(r.outcome["signal"], 9);
+    // The kernel force-charges a dying OOM victim a little past the limit (memcg try_charge);
+    // the bomb itself, unbounded, never gets far.
     let peak = r.outcome["peak_memory_bytes"].as_u64().unwrap();
-    assert!(peak <= 64 << 20 && peak > 16 << 20, "peak {peak}");
+    assert!(peak > 16 << 20 && peak < 96 << 20, "peak {peak}");
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //! - `cli`: flags, exit statuses and the JSON contract.
 //! - `teardown`: nothing of an execution is left on the host afterwards.
 
+// Test code: a failed setup step should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod attacks;
 mod cli;
 mod programs;

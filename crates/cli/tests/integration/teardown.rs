@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::{run_json, warden};
 
-/// Host pids whose command line contains `marker`.
+/// Host pids whose command line starts with `marker` (not warden's or a shell's mentioning it).
 fn host_processes_with(marker: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -14,7 +14,7 @@ fn host_processes_with(marker: &str) -> Vec<u32> {
         };
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(marker) {
+            if cmdline.starts_with(marker) {
                 found.push(pid);
             }
         }
