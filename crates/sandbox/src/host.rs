@@ -37,6 +37,14 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// Marks a layer unavailable after the probe (for example when its setup fails).
+    pub fn mark_unavailable(&mut self, layer: Layer, reason: String) {
+        if let Some(status) = self.layers.iter_mut().find(|s| s.layer == layer) {
+            status.available = false;
+            status.detail = reason;
+        }
+    }
+
     /// The status of one layer.
     pub fn status(&self, layer: Layer) -> Option<&LayerStatus> {
         self.layers.iter().find(|s| s.layer == layer)

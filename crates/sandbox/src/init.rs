@@ -130,6 +130,9 @@ pub fn main() -> ! {
 fn take_control_fd() -> io::Result<OwnedFd> {
     // Close-on-exec first: the program must never inherit the control socket.
     sys::set_cloexec(CONTROL_FD, true)?;
+    // Any other fd the caller leaked to us (one without close-on-exec) goes now: none may
+    // reach the sandbox, and holding one could keep a pipe of the caller's open.
+    sys::close_from(CONTROL_FD + 1)?;
     Ok(sys::adopt_fd(CONTROL_FD))
 }
 
@@ -144,14 +147,7 @@ fn report_failure(control: &OwnedFd, e: &StepError) {
 /// Stage 1: namespaces, id maps, fork PID 1, wait for it.
 fn stage1(control: &OwnedFd) -> Step<i32> {
     // If the supervisor dies, so do we (and PID 1 follows us, and the namespace follows it).
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
-        .step("set parent-death signal")?;
-    if std::os::unix::process::parent_id() == 1 {
-        return Err(StepError {
-            step: "start".into(),
-            error: protocol_error("supervisor is gone"),
-        });
-    }
+    arm_parent_death_signal()?;
     let mut rx = Receiver::new();
     let cfg = match rx.recv(control).step("receive config")? {
         Some(Msg::Config(cfg)) => *cfg,
@@ -162,6 +158,20 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
             })
         }
     };
+    // A new session: no controlling terminal reaches the sandbox.
+    sys::setsid().step("setsid")?;
+    // Drop the host's supplementary groups (host gid 0 would otherwise stay in effect).
+    sys::clear_groups().step("clear supplementary groups")?;
+
+    if cfg.userns {
+        // Create the user namespace as its dedicated unprivileged host uid, not as root: the
+        // kernel charges per-user counters of everything inside (pending signals, inotify
+        // instances, message queues, processes) to the namespace owner too, so the sandbox
+        // must never be able to exhaust host root's.
+        sys::set_ids(cfg.host_uid, cfg.host_uid).step("drop to the sandbox's host uid")?;
+        // A credential change clears the parent-death signal (prctl(2)).
+        arm_parent_death_signal()?;
+    }
 
     // Namespaces first (DESIGN: layer order). With CLONE_NEWUSER in the same call the kernel
     // creates the user namespace first and makes it own the others, so PID 1 can mount proc
@@ -170,35 +180,44 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWCGROUP;
+        | libc::CLONE_NEWPID;
     if cfg.userns {
         flags |= libc::CLONE_NEWUSER;
     }
     sys::unshare(flags).step("unshare namespaces")?;
 
-    if cfg.userns {
-        // Only a process in the parent user namespace with CAP_SETUID may write a map of
-        // more than our own uid, so the supervisor writes it (user_namespaces(7)).
-        proto::send(control, &Msg::Unshared, &[]).step("report unshare")?;
-        match rx.recv(control).step("receive id maps")? {
-            Some(Msg::Mapped) => {}
-            _ => {
-                return Err(StepError {
-                    step: "receive id maps".into(),
-                    error: protocol_error("expected mapped"),
-                })
-            }
+    // The supervisor joins us to the execution's cgroup meanwhile, and writes the id maps: only
+    // a process in the parent user namespace with CAP_SETUID may map more than its own uid
+    // (user_namespaces(7)). Nothing is forked before it says so.
+    proto::send(control, &Msg::Unshared, &[]).step("report unshare")?;
+    let seccomp_bpf = match rx.recv(control).step("receive id maps")? {
+        Some(Msg::Mapped { seccomp_bpf }) => seccomp_bpf,
+        _ => {
+            return Err(StepError {
+                step: "receive id maps".into(),
+                error: protocol_error("expected mapped"),
+            })
         }
-        // Become root of the new user namespace (an unprivileged uid on the host).
-        sys::set_ids(0, 0).step("become namespace root")?;
+    };
+    if cfg.seccomp && seccomp_bpf.is_none() {
+        return Err(StepError {
+            step: "seccomp".into(),
+            error: protocol_error("no filter program"),
+        });
     }
-    // Drop the host's supplementary groups (host gid 0 would otherwise stay in effect).
-    sys::clear_groups().step("clear supplementary groups")?;
+    if cfg.userns {
+        // Root of the new user namespace (the unprivileged host uid above), with the
+        // namespace's capabilities, which PID 1 needs for its mounts.
+        sys::set_ids(0, 0).step("become namespace root")?;
+        sys::clear_groups().step("clear supplementary groups")?;
+        arm_parent_death_signal()?;
+    }
+    // Now inside the execution's cgroup: make it the root of a new cgroup namespace.
+    sys::unshare(libc::CLONE_NEWCGROUP).step("unshare cgroup namespace")?;
 
     match sys::fork().step("fork pid 1")? {
         Fork::Child => {
-            let code = match pid1(control, &cfg) {
+            let code = match pid1(control, &cfg, seccomp_bpf.as_deref()) {
                 Ok(code) => code,
                 Err(e) => {
                     report_failure(control, &e);
@@ -222,8 +241,22 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
     }
 }
 
+/// Makes the kernel SIGKILL us when our parent dies, and fails if it already has. Re-armed
+/// after every credential change, which clears it.
+fn arm_parent_death_signal() -> Step {
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+        .step("set parent-death signal")?;
+    if std::os::unix::process::parent_id() == 1 {
+        return Err(StepError {
+            step: "start".into(),
+            error: protocol_error("parent is gone"),
+        });
+    }
+    Ok(())
+}
+
 /// PID 1 of the sandbox: filesystem, hostname, loopback, then supervise the program.
-fn pid1(control: &OwnedFd, cfg: &InitConfig) -> Step<i32> {
+fn pid1(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8]>) -> Step<i32> {
     // Die with stage 1 (which dies with the supervisor).
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
         .step("set parent-death signal")?;
@@ -246,7 +279,7 @@ fn pid1(control: &OwnedFd, cfg: &InitConfig) -> Step<i32> {
     let program = match sys::fork().step("fork program")? {
         Fork::Child => {
             let err = match sys::set_signal_mask(&old_mask).step("restore signal mask") {
-                Ok(()) => program_process(control, cfg),
+                Ok(()) => program_process(control, cfg, seccomp_bpf),
                 Err(e) => e,
             };
             report_failure(control, &err);
@@ -536,8 +569,8 @@ fn pivot_into(new_root: &str) -> Step {
 
 /// The program process: rlimits → fds and environment → credentials and capabilities →
 /// no_new_privs → landlock → seccomp → execve. Returns only on failure.
-fn program_process(control: &OwnedFd, cfg: &InitConfig) -> StepError {
-    match prepare_program(control, cfg) {
+fn program_process(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8]>) -> StepError {
+    match prepare_program(control, cfg, seccomp_bpf) {
         Ok(exec) => exec_program(control, &exec),
         Err(e) => e,
     }
@@ -557,7 +590,7 @@ fn cstring(s: &str, what: &str) -> Step<CString> {
     })
 }
 
-fn prepare_program(control: &OwnedFd, cfg: &InitConfig) -> Step<Exec> {
+fn prepare_program(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8]>) -> Step<Exec> {
     let spec = &cfg.spec;
     let limits = &spec.limits;
     std::env::set_current_dir(WORKDIR).step("chdir workdir")?;
@@ -565,6 +598,10 @@ fn prepare_program(control: &OwnedFd, cfg: &InitConfig) -> Step<Exec> {
     // L5/L6 fallbacks and hygiene: rlimits before the privilege drop (raising is impossible after).
     sys::set_rlimit(libc::RLIMIT_CORE, 0).step("RLIMIT_CORE")?;
     sys::set_rlimit(libc::RLIMIT_NOFILE, limits.open_files).step("RLIMIT_NOFILE")?;
+    // Per-user kernel counters are charged up the user-namespace chain: keep the sandbox's
+    // share small (queued signals, POSIX message-queue bytes).
+    sys::set_rlimit(libc::RLIMIT_SIGPENDING, 4096).step("RLIMIT_SIGPENDING")?;
+    sys::set_rlimit(libc::RLIMIT_MSGQUEUE, 256 << 10).step("RLIMIT_MSGQUEUE")?;
     if !cfg.cgroup_pids {
         sys::set_rlimit(libc::RLIMIT_NPROC, limits.pids).step("RLIMIT_NPROC")?;
     }
@@ -663,11 +700,13 @@ fn prepare_program(control: &OwnedFd, cfg: &InitConfig) -> Step<Exec> {
     proto::send(control, &Msg::Landlock { abi }, &[]).step("report landlock")?;
 
     // L2: seccomp, last: everything above needed syscalls the filter denies.
-    if cfg.seccomp {
-        let listener = crate::seccomp::install().map_err(|e| StepError {
-            step: "seccomp".into(),
-            error: io::Error::other(e.to_string()),
-        })?;
+    if let Some(bpf) = seccomp_bpf {
+        let listener = crate::seccomp::CompiledFilter::from_bytes(bpf)
+            .and_then(|filter| crate::seccomp::install(&filter))
+            .map_err(|e| StepError {
+                step: "seccomp".into(),
+                error: io::Error::other(e.to_string()),
+            })?;
         proto::send(control, &Msg::SeccompListener, &[listener.as_raw_fd()])
             .step("send seccomp listener")?;
         // Never let the program hold its own listener: it could answer its own notifications.

@@ -178,18 +178,15 @@ pub enum SeccompError {
         #[source]
         source: LibError,
     },
-    /// libseccomp's global state could not be reset.
-    #[error("cannot reset libseccomp's global state")]
-    ResetState(#[source] LibError),
     /// The filter could not be loaded into the kernel.
     #[error("cannot load the seccomp filter")]
-    Load(#[source] LibError),
-    /// The filter was loaded but libseccomp has no listener fd for it.
-    #[error("cannot get the seccomp listener fd")]
-    NotifyFd(#[source] LibError),
-    /// The listener fd could not be duplicated into an owned fd.
-    #[error("cannot duplicate the seccomp listener fd")]
-    DupListener(#[source] io::Error),
+    Load(#[source] io::Error),
+    /// The compiled program could not be exported from libseccomp.
+    #[error("cannot export the seccomp BPF program")]
+    Export(#[source] io::Error),
+    /// A compiled program of this many bytes is not a valid BPF program.
+    #[error("invalid seccomp BPF program of {0} bytes")]
+    BadProgram(usize),
 }
 
 /// Builds the filter from [`ALLOWED`]: default action user notification, bad-arch action kill
@@ -253,35 +250,91 @@ fn resolve(name: &str) -> Option<ScmpSyscall> {
     (syscall.as_raw_syscall() >= 0).then_some(syscall)
 }
 
-/// Loads the filter into the calling thread and returns the notification listener.
-///
-/// Call it last before `execve`, from the only thread of the process, after
-/// `PR_SET_NO_NEW_PRIVS` (libseccomp sets it again). Hand the listener to the supervisor (for
-/// example over a unix socket with `SCM_RIGHTS`) and close it before `execve`; it is
-/// `O_CLOEXEC`. Between this call and `execve`, any syscall the policy denies blocks until the
-/// supervisor answers it, so the caller must only make allowed calls (sendmsg, close, execve).
+/// A compiled filter: the classic-BPF program of [`build_filter`] for the native
+/// architecture, ready to load without libseccomp. Compile it once (it takes a few
+/// milliseconds) and load it in every sandbox.
+#[derive(Debug, Clone)]
+pub struct CompiledFilter(Vec<libc::sock_filter>);
+
+impl CompiledFilter {
+    /// The BPF instructions (`struct sock_filter`, 8 bytes each).
+    pub fn instructions(&self) -> &[libc::sock_filter] {
+        &self.0
+    }
+
+    /// The program as bytes in native byte order, for sending to the init.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * 8);
+        for ins in &self.0 {
+            out.extend_from_slice(&ins.code.to_ne_bytes());
+            out.push(ins.jt);
+            out.push(ins.jf);
+            out.extend_from_slice(&ins.k.to_ne_bytes());
+        }
+        out
+    }
+
+    /// Parses [`CompiledFilter::to_bytes`] output.
+    ///
+    /// # Errors
+    ///
+    /// [`SeccompError::BadProgram`] when the length is not a positive multiple of 8 or exceeds
+    /// the kernel's `BPF_MAXINSNS` (4096).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SeccompError> {
+        if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > 4096 {
+            return Err(SeccompError::BadProgram(bytes.len()));
+        }
+        Ok(CompiledFilter(
+            bytes
+                .chunks_exact(8)
+                .map(|c| libc::sock_filter {
+                    code: u16::from_ne_bytes([c[0], c[1]]),
+                    jt: c[2],
+                    jf: c[3],
+                    k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Builds the filter ([`build_filter`]) and exports its BPF program.
 ///
 /// # Errors
 ///
-/// The variant of the failing step. After [`SeccompError::NotifyFd`],
-/// [`SeccompError::DupListener`] or a [`SeccompError::ResetState`] at the end, the filter is
-/// already loaded (with nobody to answer it): the caller must not `execve`.
-pub fn install() -> Result<OwnedFd, SeccompError> {
-    // A previous load in this process leaves its listener in libseccomp's global state, and
-    // libseccomp then asks for no new listener; start clean. This must come before the filter
-    // is built: creating a context with the notify action is what makes libseccomp probe the
-    // kernel for user notification, and without that probe it would load the filter without
-    // asking for a listener.
-    libseccomp::reset_global_state().map_err(SeccompError::ResetState)?;
+/// Building or exporting failed.
+pub fn compile() -> Result<CompiledFilter, SeccompError> {
     let filter = build_filter()?;
-    filter.load().map_err(SeccompError::Load)?;
-    // From here on this process is filtered: fcntl and close are allowed.
-    let raw = filter.get_notify_fd().map_err(SeccompError::NotifyFd)?;
-    let listener = crate::sys::dup_cloexec(raw).map_err(SeccompError::DupListener)?;
+    // libseccomp 2.5 exports to an fd only; the program (a few KiB) fits a pipe's buffer.
+    // Close-on-exec: the supervisor starts sandboxes concurrently, and a child holding the
+    // write end would keep this read from ever seeing end-of-file.
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SeccompError::Export(e.into()))?;
+    filter
+        .export_bpf(&write)
+        .map_err(|e| SeccompError::Export(io::Error::other(e)))?;
+    drop(write);
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut std::fs::File::from(read), &mut bytes)
+        .map_err(SeccompError::Export)?;
+    CompiledFilter::from_bytes(&bytes)
+}
 
-    // Closes libseccomp's own copy of the listener, so only the returned fd keeps it open.
-    libseccomp::reset_global_state().map_err(SeccompError::ResetState)?;
-    Ok(listener)
+/// Loads `filter` into the calling thread with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and returns
+/// the notification listener (`O_CLOEXEC`).
+///
+/// Call it last before `execve`, from the only thread of the process, after
+/// `PR_SET_NO_NEW_PRIVS`. Hand the listener to the supervisor (over a unix socket with
+/// `SCM_RIGHTS`) and close it before `execve`: a program holding its own listener could answer
+/// its own notifications. Between this call and `execve`, any syscall the policy denies blocks
+/// until the supervisor answers it, so the caller must only make allowed calls (sendmsg,
+/// close, execve).
+///
+/// # Errors
+///
+/// [`SeccompError::Load`] with the kernel's error; nothing was installed.
+pub fn install(filter: &CompiledFilter) -> Result<OwnedFd, SeccompError> {
+    crate::sys::seccomp_load_with_listener(filter.instructions()).map_err(SeccompError::Load)
 }
 
 /// Supervisor side: answers every notification on `listener` with `EPERM` and counts it by
@@ -322,7 +375,7 @@ pub fn serve_notifications_until(listener: OwnedFd, stop: &AtomicBool) -> Vec<Vi
         if revents.contains(PollFlags::IN) {
             match answer_one(listener.as_raw_fd()) {
                 Some(name) => {
-                    *counts.entry(name).or_default() += 1;
+                    count(&mut counts, name);
                     failures = 0;
                 }
                 None => {
@@ -352,13 +405,32 @@ fn drain(listener: &OwnedFd, counts: &mut BTreeMap<String, u64>) {
             return;
         }
         if let Some(name) = answer_one(listener.as_raw_fd()) {
-            *counts.entry(name).or_default() += 1;
+            count(counts, name);
         }
     }
 }
 
 /// Receives one notification, denies it with `EPERM` and returns the syscall's name; `None`
 /// when nothing could be received (the caller was killed after `poll` saw it).
+/// Most distinct names kept per execution; further ones are counted under [`OTHER_SYSCALLS`].
+/// A program calling thousands of unnamed syscall numbers must not grow the Outcome (or the
+/// supervisor's memory) without bound.
+pub const MAX_DISTINCT_VIOLATIONS: usize = 256;
+
+/// The name under which violations beyond [`MAX_DISTINCT_VIOLATIONS`] are counted.
+pub const OTHER_SYSCALLS: &str = "other";
+
+/// Adds one denial of `name`, folding new names into [`OTHER_SYSCALLS`] once the map is full.
+fn count(counts: &mut BTreeMap<String, u64>, name: String) {
+    if let Some(n) = counts.get_mut(&name) {
+        *n += 1;
+    } else if counts.len() < MAX_DISTINCT_VIOLATIONS {
+        counts.insert(name, 1);
+    } else {
+        *counts.entry(OTHER_SYSCALLS.to_string()).or_default() += 1;
+    }
+}
+
 fn answer_one(listener: RawFd) -> Option<String> {
     let req = ScmpNotifReq::receive(listener).ok()?;
     let syscall = req.data.syscall;
@@ -471,6 +543,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn distinct_violation_names_are_capped() {
+        let mut counts = BTreeMap::new();
+        for nr in 0..10_000 {
+            count(&mut counts, format!("syscall_{nr}"));
+        }
+        count(&mut counts, "syscall_0".to_string());
+        assert!(counts.len() <= MAX_DISTINCT_VIOLATIONS + 1);
+        assert_eq!(counts["syscall_0"], 2);
+        assert_eq!(counts.values().sum::<u64>(), 10_001);
+        assert!(counts[OTHER_SYSCALLS] > 9_000);
+    }
+
+    #[test]
+    fn compiled_program_round_trips_through_bytes() {
+        let _guard = libseccomp_lock();
+        let filter = compile().expect("compile");
+        let again = CompiledFilter::from_bytes(&filter.to_bytes()).expect("parse");
+        assert_eq!(again.to_bytes(), filter.to_bytes());
+        assert!(filter.instructions().len() > 100);
+        assert!(CompiledFilter::from_bytes(&[0; 7]).is_err());
+        assert!(CompiledFilter::from_bytes(&[]).is_err());
     }
 
     #[test]
@@ -639,7 +735,7 @@ mod tests {
     }
 
     /// What the filtered thread tried: (what, 0 for success or the errno).
-    fn sandboxed_attempts() -> Vec<(&'static str, i32)> {
+    fn sandboxed_attempts(filter: &CompiledFilter) -> Vec<(&'static str, i32)> {
         use rustix::net::{ipproto, netlink, socket_with, AddressFamily, SocketFlags, SocketType};
 
         let sock = |af, ty, proto| errno_of(socket_with(af, ty, SocketFlags::CLOEXEC, proto));
@@ -734,7 +830,7 @@ mod tests {
         ));
         // A program cannot stack a filter with its own listener (the kernel refuses a second
         // listener in one filter chain), so it can never answer, and bypass, our notifications.
-        let second = install();
+        let second = install(filter);
         results.push((
             "second listener",
             i32::from(!matches!(second, Err(SeccompError::Load(_)))),
@@ -750,6 +846,8 @@ mod tests {
         if std::env::var_os(CHILD_ENV).is_none() {
             return;
         }
+        // Compiled before any thread is filtered (compiling makes calls the policy denies).
+        let filter = compile().expect("compile");
         let (send_listener, recv_listener) = mpsc::channel::<OwnedFd>();
         let stop = AtomicBool::new(false);
         let (violations, results, returned_on_hup) = std::thread::scope(|scope| {
@@ -764,9 +862,9 @@ mod tests {
             // parent's deadline would fail the test.
             let sandboxed = scope.spawn(move || {
                 rustix::thread::set_no_new_privs(true).expect("no_new_privs");
-                let listener = install().expect("install");
+                let listener = install(&filter).expect("install");
                 send_listener.send(listener).expect("send listener");
-                sandboxed_attempts()
+                sandboxed_attempts(&filter)
             });
             let results = sandboxed.join().expect("sandboxed thread");
             // The sandboxed thread has exited: the kernel reports POLLHUP and the server

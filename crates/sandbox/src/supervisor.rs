@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ pub type CancelFlag = Arc<AtomicBool>;
 /// First host uid of the 65536 uids the sandbox's user namespace maps (sandbox uid 0 → this).
 pub const DEFAULT_UID_BASE: u32 = 1_000_000_000;
 
+/// The seccomp program as BPF bytes once compiled, or why it could not be.
+type FilterCell = OnceLock<Result<Vec<u8>, String>>;
+
 /// How often the supervisor checks the cancel flag while it waits, in milliseconds.
 const CANCEL_POLL_MS: i32 = 50;
 
@@ -37,6 +40,9 @@ const CANCEL_POLL_MS: i32 = 50;
 pub struct Sandbox {
     init_exe: PathBuf,
     host: HostReport,
+    /// The seccomp program (BPF bytes), compiled once on a background thread started by
+    /// [`Sandbox::new`]; `None` when the layer is unavailable.
+    seccomp: Option<Arc<FilterCell>>,
     cgroup_parent: String,
     uid_base: u32,
 }
@@ -65,9 +71,27 @@ impl Sandbox {
             path: init_exe.clone(),
             source,
         })?;
+        let host = host::probe();
+        let seccomp = host
+            .status(Layer::Seccomp)
+            .is_some_and(|s| s.available)
+            .then(|| {
+                // Compiling takes milliseconds of CPU; the first execution only needs the program
+                // after its namespaces and cgroup are set up, so compile meanwhile.
+                let cell = Arc::new(OnceLock::new());
+                let filled = Arc::clone(&cell);
+                std::thread::spawn(move || {
+                    let result = std::panic::catch_unwind(crate::seccomp::compile)
+                        .map_err(|_| "the filter compiler panicked".to_string())
+                        .and_then(|r| r.map(|f| f.to_bytes()).map_err(|e| e.to_string()));
+                    let _ = filled.set(result);
+                });
+                cell
+            });
         Ok(Sandbox {
             init_exe,
-            host: host::probe(),
+            host,
+            seccomp,
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
         })
@@ -131,7 +155,7 @@ impl Sandbox {
         let cfg = InitConfig {
             spec: spec.clone(),
             userns: has(Layer::Userns),
-            seccomp: has(Layer::Seccomp),
+            seccomp: has(Layer::Seccomp) && self.seccomp.is_some(),
             landlock: has(Layer::Landlock),
             cgroup_pids: cgroup.is_some() && has(Layer::Pids),
             cgroup_memory: cgroup.is_some() && has(Layer::Memory),
@@ -143,10 +167,12 @@ impl Sandbox {
             } else {
                 self.uid_base + SANDBOX_UID
             },
+            host_uid: self.uid_base,
         };
 
         let cgroup_version = cgroup.as_ref().map(|c| c.version().to_string());
-        let mut run = Run::start(&self.init_exe, cgroup, &cfg, io, self.uid_base)?;
+        let filter = self.seccomp.as_deref().filter(|_| cfg.seccomp);
+        let mut run = Run::start(&self.init_exe, cgroup, &cfg, filter, io, self.uid_base)?;
         let result = run.supervise(start + spec.limits.timeout);
         run.finish(start, result, missing, cgroup_version)
     }
@@ -254,6 +280,7 @@ impl Run {
         init_exe: &Path,
         cgroup: Option<Cgroup>,
         cfg: &InitConfig,
+        filter: Option<&FilterCell>,
         io: RunIo,
         uid_base: u32,
     ) -> Result<Run, Error> {
@@ -335,7 +362,7 @@ impl Run {
             timed_out: false,
             cancelled: false,
         };
-        if let Err(e) = run.handshake(cfg, uid_base) {
+        if let Err(e) = run.handshake(cfg, filter, uid_base) {
             run.kill();
             let _ = sys::wait4(run.stage1_pid, 0);
             return Err(run.setup_error.take().map(Error::Setup).unwrap_or(e));
@@ -343,17 +370,23 @@ impl Run {
         Ok(run)
     }
 
-    /// cgroup membership, config, and (with a user namespace) the id maps.
-    fn handshake(&mut self, cfg: &InitConfig, uid_base: u32) -> Result<(), Error> {
-        if let Some(cg) = &self.cgroup {
-            // Before the init unshares its cgroup namespace, so that namespace's root is the
-            // execution's own cgroup.
-            cg.add_process(self.stage1_pid as u32)?;
-        }
+    /// Config, cgroup membership, and (with a user namespace) the id maps.
+    ///
+    /// The init unshares every namespace but the cgroup one as soon as it has the config, then
+    /// waits for [`Msg::Mapped`] before it unshares the cgroup namespace and forks. Joining the
+    /// cgroup (on cgroup v1 a process's first migration waits for an RCU grace period, several
+    /// milliseconds) thus overlaps with the init's start-up, and nothing of the sandbox runs
+    /// outside the cgroup; the cgroup namespace's root is the execution's own cgroup.
+    fn handshake(
+        &mut self,
+        cfg: &InitConfig,
+        filter: Option<&FilterCell>,
+        uid_base: u32,
+    ) -> Result<(), Error> {
         proto::send(&self.control, &Msg::Config(Box::new(cfg.clone())), &[])
             .map_err(sys_err("send config"))?;
-        if !cfg.userns {
-            return Ok(());
+        if let Some(cg) = &self.cgroup {
+            cg.add_process(self.stage1_pid as u32)?;
         }
         match self
             .rx
@@ -367,14 +400,27 @@ impl Run {
             }
             other => return Err(Error::Protocol(format!("expected Unshared, got {other:?}"))),
         }
-        // Sandbox uids 0..65536 map to host uids uid_base.. (user_namespaces(7)); the
-        // supervisor, root in the parent namespace, may write any range.
-        let map = format!("0 {uid_base} 65536\n");
-        for file in ["uid_map", "gid_map"] {
-            let path = format!("/proc/{}/{file}", self.stage1_pid);
-            std::fs::write(&path, &map).map_err(sys_err("write id map"))?;
+        if cfg.userns {
+            // Sandbox uids 0..65536 map to host uids uid_base.. (user_namespaces(7)); the
+            // supervisor, root in the parent namespace, may write any range.
+            let map = format!("0 {uid_base} 65536\n");
+            for file in ["uid_map", "gid_map"] {
+                let path = format!("/proc/{}/{file}", self.stage1_pid);
+                std::fs::write(&path, &map).map_err(sys_err("write id map"))?;
+            }
         }
-        proto::send(&self.control, &Msg::Mapped, &[]).map_err(sys_err("send mapped"))
+        let seccomp_bpf = match filter.map(OnceLock::wait) {
+            Some(Ok(bpf)) => Some(bpf.clone()),
+            Some(Err(reason)) => {
+                return Err(Error::LayerUnavailable {
+                    layer: Layer::Seccomp,
+                    reason: reason.clone(),
+                });
+            }
+            None => None,
+        };
+        proto::send(&self.control, &Msg::Mapped { seccomp_bpf }, &[])
+            .map_err(sys_err("send mapped"))
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -395,7 +441,7 @@ impl Run {
                 }
             }
             Msg::Exit { code, signal } => self.exit = Some((code, signal)),
-            Msg::Config(_) | Msg::Unshared | Msg::Mapped => {}
+            Msg::Config(_) | Msg::Unshared | Msg::Mapped { .. } => {}
         }
     }
 
@@ -595,6 +641,7 @@ mod tests {
                 cgroup: None,
                 landlock_abi: None,
             },
+            seccomp: None,
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
         }

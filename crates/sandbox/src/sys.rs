@@ -109,6 +109,12 @@ pub fn loopback_up() -> io::Result<()> {
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }.into()).map(drop)
 }
 
+/// `setsid(2)`: a new session without a controlling terminal. *Child side.*
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no arguments.
+    check(unsafe { libc::setsid() }.into()).map(drop)
+}
+
 /// `setgroups(2)` with an empty list: drops every supplementary group. *Child side.*
 pub fn clear_groups() -> io::Result<()> {
     // SAFETY: size 0 with a null list is the documented way to clear the groups.
@@ -548,11 +554,28 @@ pub fn pass_fd_as_3(cmd: &mut std::process::Command, fd: RawFd) {
     }
 }
 
-/// `fcntl(F_DUPFD_CLOEXEC)`: a new owned, close-on-exec copy of a raw fd that some C library
-/// (libseccomp's notify fd) keeps and closes on its own.
-pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument; a bad fd yields EBADF.
-    let new = check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) }.into())?;
+/// `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, prog)`: installs a
+/// classic-BPF filter on the calling thread and returns its user-notification listener
+/// (seccomp(2); the fd is close-on-exec). Requires no_new_privs or CAP_SYS_ADMIN.
+pub fn seccomp_load_with_listener(program: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_ulong = 1 << 3;
+    let len = u16::try_from(program.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: prog points to `len` valid sock_filter instructions that outlive the call; the
+    // kernel copies the program before returning.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &prog,
+        )
+    })?;
     // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }

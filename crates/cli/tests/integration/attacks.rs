@@ -454,3 +454,55 @@ denied_syscalls! {
     denies_process_vm_readv: "process_vm_readv" = 310,
     denies_process_vm_writev: "process_vm_writev" = 311,
 }
+
+/// Regression (red-team F1): the sandbox's per-user kernel counters were charged to host root,
+/// so a program could fill root's pending-signal queue and inotify instances for the run.
+#[test]
+fn regression_host_root_per_user_limits_are_not_exhausted() {
+    let code = "import ctypes, os, signal, sys, time\n\
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])\n\
+libc = ctypes.CDLL(None, use_errno=True)\n\
+n = 0\n\
+while libc.sigqueue(os.getpid(), signal.SIGRTMIN, 0) == 0: n += 1\n\
+fds = [libc.inotify_init() for _ in range(200)]\n\
+print(n, sum(f >= 0 for f in fds), flush=True)\n\
+time.sleep(3)\n";
+    let mut child = crate::warden()
+        .args(["run", "--", "/usr/bin/python3", "-c", code])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let counts: Vec<u64> = line
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(counts[0] <= 4096, "queued {} signals", counts[0]);
+    // While the sandbox holds its signals and inotify instances, host root still gets both.
+    let host = Command::new("/usr/bin/python3")
+        .args(["-c", "import ctypes, os, signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])\nl = ctypes.CDLL(None)\nprint(l.sigqueue(os.getpid(), signal.SIGRTMIN, 0), l.inotify_init() >= 0)"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&host.stdout).trim(), "0 True");
+    child.wait().unwrap();
+}
+
+/// Regression (red-team F2): each unnamed syscall number became its own violation entry, so a
+/// program could grow the Outcome and the supervisor's memory without bound.
+#[test]
+fn regression_violation_list_is_bounded() {
+    let r = python(
+        &[],
+        "import ctypes\nl = ctypes.CDLL(None)\nfor nr in range(1000, 6000): l.syscall(nr)",
+    );
+    let list = r.outcome["seccomp_violations"].as_array().unwrap();
+    assert!(list.len() <= 257, "{} entries", list.len());
+    let total: u64 = list.iter().map(|v| v["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 5000);
+    assert!(list.iter().any(|v| v["syscall"] == "other"));
+}
