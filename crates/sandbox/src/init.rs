@@ -365,8 +365,13 @@ fn bind_read_only(source: &str, target: &str) -> Step {
     .step(format!("remount {target} read-only"))
 }
 
-/// Exposes one host path read-only at the same place in the new root: directories and files
-/// are bind-mounted, symlinks (merged-/usr) are recreated.
+/// Largest host file copied into the new root instead of bind-mounted (bytes).
+const COPY_MAX: u64 = 1 << 20;
+
+/// Exposes one host path read-only at the same place in the new root: directories are
+/// bind-mounted, symlinks (merged-/usr) recreated, and small regular files copied into the
+/// root tmpfs, which is remounted read-only at the end (a copy costs less than a bind mount
+/// and its read-only remount).
 fn expose(host: &Path) -> Step {
     let meta = match fs::symlink_metadata(host) {
         Ok(m) => m,
@@ -383,6 +388,10 @@ fn expose(host: &Path) -> Step {
     } else if meta.is_dir() {
         mkdir_p(&target)?;
         bind_read_only(&host_str, &target)
+    } else if meta.is_file() && meta.len() <= COPY_MAX {
+        fs::copy(host, &target).step(format!("copy {host_str}"))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
+            .step(format!("chmod {target}"))
     } else {
         fs::write(&target, b"").step(format!("create {target}"))?;
         bind_read_only(&host_str, &target)
