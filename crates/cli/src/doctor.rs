@@ -20,6 +20,7 @@ struct Report<'a> {
     layers: &'a [LayerStatus],
     cgroup: Option<String>,
     landlock_abi: Option<u32>,
+    advisories: &'a [String],
     all_available: bool,
 }
 
@@ -41,6 +42,7 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             layers: &report.layers,
             cgroup: report.cgroup.as_ref().map(|c| c.describe()),
             landlock_abi: report.landlock_abi,
+            advisories: &report.advisories,
             all_available,
         };
         match serde_json::to_string_pretty(&out) {
@@ -68,6 +70,9 @@ pub fn main(args: DoctorArgs) -> ExitCode {
         }
         if all_available {
             println!("All layers available.");
+        }
+        for advice in &report.advisories {
+            println!("Advice (speed, not safety): {advice}");
         }
     }
     if all_available {

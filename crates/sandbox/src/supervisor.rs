@@ -26,6 +26,10 @@ use crate::{sys, Error, Layer, Outcome, Spec, Stdin, Violation, INIT_ARG, SANDBO
 /// killed and torn down as after a timeout.
 pub type CancelFlag = Arc<AtomicBool>;
 
+/// Environment variable listing layers (comma-separated) that [`Sandbox::new`] treats as
+/// missing on this host. For tests of the fail-closed path; it never adds a layer.
+pub const PRETEND_MISSING_ENV: &str = "WARDEN_PRETEND_MISSING";
+
 /// First host uid of the 65536 uids the sandbox's user namespace maps (sandbox uid 0 → this).
 pub const DEFAULT_UID_BASE: u32 = 1_000_000_000;
 
@@ -71,7 +75,18 @@ impl Sandbox {
             path: init_exe.clone(),
             source,
         })?;
-        let host = host::probe();
+        let mut host = host::probe();
+        // Test hook: pretend layers are missing, to exercise the fail-closed path and the
+        // rlimit fallbacks on a host that has everything. It can only take layers away, and a
+        // missing layer still needs --allow-missing to run.
+        if let Ok(names) = std::env::var(PRETEND_MISSING_ENV) {
+            for layer in names
+                .split(',')
+                .filter_map(|n| n.trim().parse::<Layer>().ok())
+            {
+                host.mark_unavailable(layer, format!("pretended missing ({PRETEND_MISSING_ENV})"));
+            }
+        }
         let seccomp = host
             .status(Layer::Seccomp)
             .is_some_and(|s| s.available)
@@ -640,6 +655,7 @@ mod tests {
                 layers,
                 cgroup: None,
                 landlock_abi: None,
+                advisories: Vec::new(),
             },
             seccomp: None,
             cgroup_parent: "warden".into(),

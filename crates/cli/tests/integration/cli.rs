@@ -167,3 +167,83 @@ fn doctor_reports_every_layer() {
         "{text}"
     );
 }
+
+/// `warden run` as if this host lacked `layers`.
+fn run_pretending(layers: &str, args: &[&str]) -> std::process::Output {
+    warden()
+        .env("WARDEN_PRETEND_MISSING", layers)
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn missing_layer_is_refused_unless_allowed() {
+    for layer in ["landlock", "seccomp", "pids", "memory", "userns"] {
+        let out = run_pretending(layer, &["--", "true"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{layer}: {err}");
+        assert!(
+            err.contains(&format!("`{layer}` is unavailable"))
+                && err.contains(&format!("--allow-missing {layer}")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn allowed_missing_layers_are_reported_and_skipped() {
+    let out = run_pretending(
+        "landlock,seccomp",
+        &[
+            "--json",
+            "--allow-missing",
+            "landlock",
+            "--allow-missing",
+            "seccomp",
+            "--",
+            "sh",
+            "-c",
+            "grep Seccomp: /proc/self/status",
+        ],
+    );
+    let outcome: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        outcome["missing_layers"],
+        serde_json::json!(["seccomp", "landlock"])
+    );
+    assert!(outcome["landlock_abi"].is_null());
+    assert_eq!(outcome["stdout"], "Seccomp:\t0\n");
+    let out = run_pretending("landlock", &["--allow-missing", "landlock", "--", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ran without isolation layers: landlock"));
+}
+
+#[test]
+fn without_cgroups_rlimits_still_bound_memory_and_processes() {
+    let args = [
+        "--json",
+        "--allow-missing",
+        "pids",
+        "--allow-missing",
+        "memory",
+        "--memory",
+        "128M",
+        "--pids",
+        "16",
+        "--",
+    ];
+    let code = "import os, errno\ntry:\n    b = bytearray(512 << 20); print('ALLOCATED')\nexcept MemoryError:\n    print('MemoryError')\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n            import time; time.sleep(5); os._exit(0)\n        n += 1\nexcept OSError as e:\n    print(n < 16, errno.errorcode[e.errno])";
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["/usr/bin/python3", "-c", code]);
+    let out = run_pretending("pids,memory", &all);
+    let outcome: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(outcome["stdout"], "MemoryError\nTrue EAGAIN\n", "{outcome}");
+    assert!(outcome["cgroup"].is_null());
+    assert_eq!(
+        outcome["missing_layers"],
+        serde_json::json!(["pids", "memory"])
+    );
+}

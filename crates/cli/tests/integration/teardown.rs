@@ -22,17 +22,20 @@ fn host_processes_with(marker: &str) -> Vec<u32> {
     found
 }
 
+/// Where a test's parent cgroup can be: the v2 root or a v1 hierarchy.
+const CGROUP_ROOTS: [&str; 6] = [
+    "/sys/fs/cgroup",
+    "/sys/fs/cgroup/memory",
+    "/sys/fs/cgroup/pids",
+    "/sys/fs/cgroup/cpu",
+    "/sys/fs/cgroup/cpuacct",
+    "/sys/fs/cgroup/freezer",
+];
+
 /// Every cgroup directory named like an execution under the `warden-test-…` parent.
 fn leftover_cgroups(parent: &str) -> Vec<String> {
     let mut left = Vec::new();
-    for root in [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/cpu",
-        "/sys/fs/cgroup/cpuacct",
-        "/sys/fs/cgroup/freezer",
-    ] {
+    for root in CGROUP_ROOTS {
         let dir = Path::new(root).join(parent);
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -45,16 +48,20 @@ fn leftover_cgroups(parent: &str) -> Vec<String> {
     left
 }
 
-fn remove_parent(parent: &str) {
-    for root in [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/cpu",
-        "/sys/fs/cgroup/cpuacct",
-        "/sys/fs/cgroup/freezer",
-    ] {
-        let _ = std::fs::remove_dir(Path::new(root).join(parent));
+/// A `--cgroup-parent` of the test's own, removed when the test ends (also on failure).
+struct TestParent(String);
+
+impl TestParent {
+    fn new(what: &str) -> Self {
+        TestParent(format!("warden-test-{what}-{}", std::process::id()))
+    }
+}
+
+impl Drop for TestParent {
+    fn drop(&mut self) {
+        for root in CGROUP_ROOTS {
+            let _ = std::fs::remove_dir(Path::new(root).join(&self.0));
+        }
     }
 }
 
@@ -68,7 +75,8 @@ fn mount_count() -> usize {
 #[test]
 fn setsid_daemon_is_gone_when_run_returns() {
     let marker = "4242.4242";
-    let parent = format!("warden-test-daemon-{}", std::process::id());
+    let guard = TestParent::new("daemon");
+    let parent = guard.0.clone();
     let r = run_json(&["--cgroup-parent", &parent], &["sh", "-c", &format!("setsid sh -c 'sleep {marker} & sleep {marker}' </dev/null >/dev/null 2>&1 & sleep 0.2; echo started")]);
     assert_eq!(r.outcome["exit_code"], 0);
     assert_eq!(r.stdout(), "started\n");
@@ -81,13 +89,13 @@ fn setsid_daemon_is_gone_when_run_returns() {
         "cgroup left: {:?}",
         leftover_cgroups(&parent)
     );
-    remove_parent(&parent);
 }
 
 #[test]
 fn nothing_left_after_timeout_or_oom() {
     let marker = "4343.4343";
-    let parent = format!("warden-test-timeout-{}", std::process::id());
+    let guard = TestParent::new("timeout");
+    let parent = guard.0.clone();
     let mounts = mount_count();
     let r = run_json(
         &["--timeout", "1", "--cgroup-parent", &parent],
@@ -106,7 +114,6 @@ fn nothing_left_after_timeout_or_oom() {
         leftover_cgroups(&parent)
     );
     assert_eq!(mount_count(), mounts, "host mount table changed");
-    remove_parent(&parent);
 }
 
 #[test]
@@ -124,7 +131,8 @@ fn files_do_not_persist_between_runs() {
 fn sigterm_to_warden_tears_everything_down() {
     for (signal, expected) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
         let marker = format!("{}.4545", 4545 + signal);
-        let parent = format!("warden-test-signal-{signal}-{}", std::process::id());
+        let guard = TestParent::new(&format!("signal-{signal}"));
+        let parent = guard.0.clone();
         let mut child = warden()
             .args([
                 "run",
@@ -157,7 +165,6 @@ fn sigterm_to_warden_tears_everything_down() {
             "processes survived signal {signal}"
         );
         assert!(leftover_cgroups(&parent).is_empty());
-        remove_parent(&parent);
     }
 }
 
