@@ -28,6 +28,6 @@ import json, sys
 r = {x["command"].split(" ")[0]: x for x in json.load(open(sys.argv[1]))["results"]}
 w, b = r["warden"], r["bwrap"]
 print(f"RESULT {sys.argv[2]}: warden median {w['median']*1e3:.2f} ms, bwrap median {b['median']*1e3:.2f} ms, "
-      f"ratio {w['median']/b['median']:.2f}; max RSS (warden) {max(w.get('memory_usage_byte') or [0])/1024/1024:.1f} MiB")
+      f"ratio {w['median']/b['median']:.2f}")
 PY
 done

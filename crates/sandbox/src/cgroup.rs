@@ -1870,6 +1870,17 @@ mod real {
 
     /// `sh` that waits for a line on stdin before exec'ing `script`, so the test can move it
     /// into the cgroup before it allocates or forks.
+    /// Kills everything in `cg`, checks `child` died of SIGKILL and the cgroup is empty, then
+    /// removes the cgroup and its test parents.
+    fn kill_reap_and_remove(cg: Cgroup, child: &mut Child) {
+        cg.kill_all().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(cg.pids().unwrap().is_empty());
+        let paths = cg.paths();
+        cg.remove().unwrap();
+        remove_parents(&paths);
+    }
+
     fn gated(script: &str) -> Child {
         Command::new("/bin/sh")
             .args(["-c", &format!("read x; {script}")])
@@ -1940,12 +1951,7 @@ mod real {
         let own = read(format!("/proc/{}/cgroup", child.id()));
         assert!(own.contains(&format!("/{parent}/run")), "{own}");
 
-        cg.kill_all().unwrap();
-        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
-        assert!(cg.pids().unwrap().is_empty());
-        let paths = cg.paths();
-        cg.remove().unwrap();
-        remove_parents(&paths);
+        kill_reap_and_remove(cg, &mut child);
     }
 
     #[test]
@@ -1987,12 +1993,7 @@ time.sleep(30)
         assert_eq!(line.trim(), "7", "pids.max = 8: the parent and 7 children");
         assert_eq!(cg.pids().unwrap().len(), 8);
 
-        cg.kill_all().unwrap();
-        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
-        assert!(cg.pids().unwrap().is_empty());
-        let paths = cg.paths();
-        cg.remove().unwrap();
-        remove_parents(&paths);
+        kill_reap_and_remove(cg, &mut child);
     }
 
     #[test]

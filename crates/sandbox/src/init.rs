@@ -109,6 +109,28 @@ fn protocol_error(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
+/// A failed step whose cause is a library error: its message and every `source` below it.
+fn library_failure(step: &str, e: &dyn std::error::Error) -> StepError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    StepError {
+        step: step.to_string(),
+        error: io::Error::other(text),
+    }
+}
+
+/// A failed step that has no OS error of its own.
+fn failure(step: impl Into<String>, what: &str) -> StepError {
+    StepError {
+        step: step.into(),
+        error: protocol_error(what),
+    }
+}
+
 /// Entry point of init mode; never returns. Call it first thing in `main` when
 /// `std::env::args().nth(1) == Some(INIT_ARG)`.
 pub fn main() -> ! {
@@ -151,12 +173,7 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
     let mut rx = Receiver::new();
     let cfg = match rx.recv(control).step("receive config")? {
         Some(Msg::Config(cfg)) => *cfg,
-        _ => {
-            return Err(StepError {
-                step: "receive config".into(),
-                error: protocol_error("expected config"),
-            })
-        }
+        _ => return Err(failure("receive config", "expected config")),
     };
     // A new session: no controlling terminal reaches the sandbox.
     sys::setsid().step("setsid")?;
@@ -192,18 +209,10 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
     proto::send(control, &Msg::Unshared, &[]).step("report unshare")?;
     let seccomp_bpf = match rx.recv(control).step("receive id maps")? {
         Some(Msg::Mapped { seccomp_bpf }) => seccomp_bpf,
-        _ => {
-            return Err(StepError {
-                step: "receive id maps".into(),
-                error: protocol_error("expected mapped"),
-            })
-        }
+        _ => return Err(failure("receive id maps", "expected mapped")),
     };
     if cfg.seccomp && seccomp_bpf.is_none() {
-        return Err(StepError {
-            step: "seccomp".into(),
-            error: protocol_error("no filter program"),
-        });
+        return Err(failure("seccomp", "no filter program"));
     }
     if cfg.userns {
         // Root of the new user namespace (the unprivileged host uid above), with the
@@ -247,10 +256,7 @@ fn arm_parent_death_signal() -> Step {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
         .step("set parent-death signal")?;
     if std::os::unix::process::parent_id() == 1 {
-        return Err(StepError {
-            step: "start".into(),
-            error: protocol_error("parent is gone"),
-        });
+        return Err(failure("start", "parent is gone"));
     }
     Ok(())
 }
@@ -534,10 +540,10 @@ fn write_input(workdir: &str, file: &crate::InputFile, uid: u32) -> Step {
     let rel = Path::new(&file.path);
     let rel = rel.strip_prefix(WORKDIR).unwrap_or(rel);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(StepError {
-            step: format!("input file {}", file.path),
-            error: protocol_error("path escapes the working directory"),
-        });
+        return Err(failure(
+            format!("input file {}", file.path),
+            "path escapes the working directory",
+        ));
     }
     let target = PathBuf::from(workdir).join(rel);
     let step = format!("input file {}", file.path);
@@ -698,10 +704,8 @@ fn prepare_program(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8
     // L9: landlock.
     let abi = if cfg.landlock {
         Some(
-            crate::landlock::restrict_self(&spec.ro_paths).map_err(|e| StepError {
-                step: "landlock".into(),
-                error: io::Error::other(e.to_string()),
-            })?,
+            crate::landlock::restrict_self(&spec.ro_paths)
+                .map_err(|e| library_failure("landlock", &e))?,
         )
     } else {
         None
@@ -712,10 +716,7 @@ fn prepare_program(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8
     if let Some(bpf) = seccomp_bpf {
         let listener = crate::seccomp::CompiledFilter::from_bytes(bpf)
             .and_then(|filter| crate::seccomp::install(&filter))
-            .map_err(|e| StepError {
-                step: "seccomp".into(),
-                error: io::Error::other(e.to_string()),
-            })?;
+            .map_err(|e| library_failure("seccomp", &e))?;
         proto::send(control, &Msg::SeccompListener, &[listener.as_raw_fd()])
             .step("send seccomp listener")?;
         // Never let the program hold its own listener: it could answer its own notifications.

@@ -287,7 +287,6 @@ struct Run {
     setup_error: Option<String>,
     landlock_abi: Option<u32>,
     timed_out: bool,
-    cancelled: bool,
 }
 
 impl Run {
@@ -375,7 +374,6 @@ impl Run {
             setup_error: None,
             landlock_abi: None,
             timed_out: false,
-            cancelled: false,
         };
         if let Err(e) = run.handshake(cfg, filter, uid_base) {
             run.kill();
@@ -461,10 +459,10 @@ impl Run {
     }
 
     /// Drains whatever complete frames can be read without blocking past EOF.
+    /// One read from the control socket (the caller polled it readable), then every complete
+    /// frame received so far is handled; at end of stream only the buffered frames remain.
     fn pump_control(&mut self) -> io::Result<()> {
-        if !self.rx.fill(&self.control)? {
-            // EOF: handle what is buffered.
-        }
+        self.rx.fill(&self.control)?;
         while let Some(msg) = self.rx.next_buffered()? {
             self.handle(msg);
         }
@@ -500,7 +498,6 @@ impl Run {
                     .as_ref()
                     .is_some_and(|c| c.load(Ordering::SeqCst))
             {
-                self.cancelled = true;
                 self.kill();
                 killed = true;
             }
@@ -510,7 +507,7 @@ impl Run {
                 deadline
                     .saturating_duration_since(now)
                     .as_millis()
-                    .min(i32::MAX as u128) as i32
+                    .min(i32::MAX as u128 - 1) as i32
                     + 1
             };
             if self.cancel.is_some() {
