@@ -207,12 +207,9 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
     // a process in the parent user namespace with CAP_SETUID may map more than its own uid
     // (user_namespaces(7)). Nothing is forked before it says so.
     proto::send(control, &Msg::Unshared, &[]).step("report unshare")?;
-    let seccomp_bpf = match rx.recv(control).step("receive id maps")? {
-        Some(Msg::Mapped { seccomp_bpf }) => seccomp_bpf,
+    match rx.recv(control).step("receive id maps")? {
+        Some(Msg::Mapped) => {}
         _ => return Err(failure("receive id maps", "expected mapped")),
-    };
-    if cfg.seccomp && seccomp_bpf.is_none() {
-        return Err(failure("seccomp", "no filter program"));
     }
     if cfg.userns {
         // Root of the new user namespace (the unprivileged host uid above), with the
@@ -226,7 +223,7 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
 
     match sys::fork().step("fork pid 1")? {
         Fork::Child => {
-            let code = match pid1(control, &cfg, seccomp_bpf.as_deref()) {
+            let code = match pid1(control, &cfg) {
                 Ok(code) => code,
                 Err(e) => {
                     report_failure(control, &e);
@@ -262,7 +259,7 @@ fn arm_parent_death_signal() -> Step {
 }
 
 /// PID 1 of the sandbox: filesystem, hostname, loopback, then supervise the program.
-fn pid1(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8]>) -> Step<i32> {
+fn pid1(control: &OwnedFd, cfg: &InitConfig) -> Step<i32> {
     // Die with stage 1 (which dies with the supervisor).
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
         .step("set parent-death signal")?;
@@ -285,7 +282,7 @@ fn pid1(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8]>) -> Step
     let program = match sys::fork().step("fork program")? {
         Fork::Child => {
             let err = match sys::set_signal_mask(&old_mask).step("restore signal mask") {
-                Ok(()) => program_process(control, cfg, seccomp_bpf),
+                Ok(()) => program_process(control, cfg),
                 Err(e) => e,
             };
             report_failure(control, &err);
@@ -584,8 +581,8 @@ fn pivot_into(new_root: &str) -> Step {
 
 /// The program process: rlimits → fds and environment → credentials and capabilities →
 /// no_new_privs → landlock → seccomp → execve. Returns only on failure.
-fn program_process(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8]>) -> StepError {
-    match prepare_program(control, cfg, seccomp_bpf) {
+fn program_process(control: &OwnedFd, cfg: &InitConfig) -> StepError {
+    match prepare_program(control, cfg) {
         Ok(exec) => exec_program(control, &exec),
         Err(e) => e,
     }
@@ -605,7 +602,7 @@ fn cstring(s: &str, what: &str) -> Step<CString> {
     })
 }
 
-fn prepare_program(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8]>) -> Step<Exec> {
+fn prepare_program(control: &OwnedFd, cfg: &InitConfig) -> Step<Exec> {
     let spec = &cfg.spec;
     let limits = &spec.limits;
     std::env::set_current_dir(WORKDIR).step("chdir workdir")?;
@@ -713,8 +710,8 @@ fn prepare_program(control: &OwnedFd, cfg: &InitConfig, seccomp_bpf: Option<&[u8
     proto::send(control, &Msg::Landlock { abi }, &[]).step("report landlock")?;
 
     // L2: seccomp, last: everything above needed syscalls the filter denies.
-    if let Some(bpf) = seccomp_bpf {
-        let listener = crate::seccomp::CompiledFilter::from_bytes(bpf)
+    if cfg.seccomp {
+        let listener = crate::seccomp::embedded()
             .and_then(|filter| crate::seccomp::install(&filter))
             .map_err(|e| library_failure("seccomp", &e))?;
         proto::send(control, &Msg::SeccompListener, &[listener.as_raw_fd()])

@@ -22,7 +22,7 @@ pub(crate) struct InitConfig {
     pub spec: Spec,
     /// Create a user namespace (the supervisor writes the id maps).
     pub userns: bool,
-    /// Install a seccomp filter (its program comes with [`Msg::Mapped`]).
+    /// Install the seccomp filter (the program embedded in the binary, `seccomp::embedded`).
     pub seccomp: bool,
     /// Apply landlock.
     pub landlock: bool,
@@ -45,12 +45,8 @@ pub(crate) enum Msg {
     Config(Box<InitConfig>),
     /// Init → supervisor: namespaces created; write the id maps now.
     Unshared,
-    /// Supervisor → init: id maps written and cgroup joined; the seccomp program (compiled
-    /// once by the supervisor, sent this late so compiling overlaps the init's start-up).
-    Mapped {
-        #[serde(with = "opt_base64_bytes")]
-        seccomp_bpf: Option<Vec<u8>>,
-    },
+    /// Supervisor → init: id maps written and cgroup joined; the init may fork now.
+    Mapped,
     /// Init → supervisor: host pid of the sandbox's PID 1; carries its pidfd.
     Pid1 { host_pid: i32 },
     /// Program process → supervisor: seccomp filter installed; carries the listener fd.
@@ -155,23 +151,6 @@ impl Receiver {
     }
 }
 
-/// Serde adapter: optional bytes as a base64 string or null.
-pub(crate) mod opt_base64_bytes {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Wrap<'a>(#[serde(with = "super::base64_bytes")] &'a Vec<u8>);
-        bytes.as_ref().map(Wrap).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrap(#[serde(with = "super::base64_bytes")] Vec<u8>);
-        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
-    }
-}
-
 /// Serde adapter: bytes as a base64 string (standard alphabet, padded).
 pub(crate) mod base64_bytes {
     use base64::Engine as _;
@@ -201,14 +180,7 @@ mod tests {
         let file = std::fs::File::open("/dev/null").unwrap();
         use std::os::fd::AsRawFd;
         send(&a, &Msg::Unshared, &[]).unwrap();
-        send(
-            &a,
-            &Msg::Mapped {
-                seccomp_bpf: Some(vec![1, 2, 3, 255]),
-            },
-            &[],
-        )
-        .unwrap();
+        send(&a, &Msg::Mapped, &[]).unwrap();
         send(&a, &Msg::Pid1 { host_pid: 42 }, &[file.as_raw_fd()]).unwrap();
         let mut spec = Spec::new("python3", ["-c", "pass"]);
         spec.stdin = crate::Stdin::Bytes(vec![0, 255, 10]);
@@ -227,10 +199,7 @@ mod tests {
         drop(a);
         let mut rx = Receiver::new();
         assert!(matches!(rx.recv(&b).unwrap(), Some(Msg::Unshared)));
-        match rx.recv(&b).unwrap() {
-            Some(Msg::Mapped { seccomp_bpf }) => assert_eq!(seccomp_bpf, Some(vec![1, 2, 3, 255])),
-            other => panic!("unexpected {other:?}"),
-        }
+        assert!(matches!(rx.recv(&b).unwrap(), Some(Msg::Mapped)));
         assert!(matches!(
             rx.recv(&b).unwrap(),
             Some(Msg::Pid1 { host_pid: 42 })

@@ -4,7 +4,9 @@
 //!
 //! The policy is data ([`ALLOWED`], [`MUST_DENY`], in `seccomp_policy.rs`): one
 //! [`SyscallRule`] per allowed syscall, each with the reason it is allowed. [`build_filter`]
-//! compiles it with libseccomp:
+//! (`seccomp_rules.rs`) compiles it with libseccomp, at build time: `build.rs` writes the BPF
+//! program for the target architecture and the binary embeds it ([`embedded`]); a unit test
+//! checks that it equals a fresh [`compile`]. The filter:
 //!
 //! - default action: user notification (`SCMP_ACT_NOTIFY`). Every call the policy does not allow
 //!   blocks until the supervisor answers it; [`serve_notifications`] answers each with `EPERM`
@@ -20,14 +22,12 @@
 //!   arch it also sends any number with the x32 bit (`0x40000000`) to the bad-arch action. So
 //!   32-bit and x32 entry points cannot be used to reach syscalls under other numbers.
 //!
-//! [`install`] loads the filter into the calling thread (it must be the only thread, and
-//! `no_new_privs` must be set; libseccomp also sets it) and returns the listener fd, which the
-//! init hands to the supervisor before `execve`. libseccomp only exposes the listener's raw
-//! number (and closes it itself on a global reset), so `install` duplicates it into an
-//! [`OwnedFd`] (`F_DUPFD_CLOEXEC`, in [`crate::sys`]) and then lets libseccomp close its copy.
-//! Whatever `install` does after loading must itself be allowed: nobody could answer a
-//! notification yet. The unit test that installs the filter for real would hang (and fail on
-//! its deadline) if it did not.
+//! [`install`] loads the program into the calling thread with one `seccomp(2)` call
+//! (`SECCOMP_FILTER_FLAG_NEW_LISTENER`; the thread must be the only one and `no_new_privs` set)
+//! and returns the listener fd, which the init hands to the supervisor before `execve`. Whatever
+//! the caller does after loading must itself be allowed: nobody could answer a notification
+//! yet. The unit test that installs the filter for real would hang (and fail on its deadline)
+//! if it did not.
 //!
 //! Every denied call is reported, including those a runtime makes routinely and tolerates;
 //! there is no per-name silencing, so the count is what the program tried.
@@ -55,22 +55,20 @@
 //! - Allowed calls are still kernel attack surface. `ioctl`, `prctl` and `kill` are allowed whole
 //!   and rely on the other layers (no terminal, no capabilities, PID namespace, landlock).
 
-#[path = "seccomp_policy.rs"]
-mod policy;
+#[path = "seccomp_rules.rs"]
+mod rules;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use libseccomp::error::SeccompError as LibError;
 use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpNotifReq,
-    ScmpNotifResp, ScmpNotifRespFlags, ScmpSyscall,
+    ScmpAction, ScmpArch, ScmpFilterContext, ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags,
 };
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-pub use policy::{ALLOWED, MUST_DENY};
+pub use rules::{build_filter, ArgCmp, ArgRule, BuildError, SyscallRule, ALLOWED, MUST_DENY};
 
 use crate::Violation;
 
@@ -91,93 +89,12 @@ const MAX_RECEIVE_FAILURES: u32 = 1000;
 /// Upper bound of notifications answered after the stop flag is set.
 const MAX_DRAIN: usize = 4096;
 
-/// One allowlist entry: reviewed data with the reason it is allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyscallRule {
-    /// Syscall name as libseccomp knows it (skipped when unknown on the running architecture).
-    pub name: &'static str,
-    /// Why the sandbox allows it: what breaks without it, or what else confines it.
-    pub why: &'static str,
-    /// Which arguments are allowed.
-    pub args: ArgRule,
-}
-
-/// The argument part of a [`SyscallRule`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArgRule {
-    /// Allowed whatever the arguments.
-    Any,
-    /// Allowed when at least one alternative matches; an alternative matches when all its
-    /// comparisons hold. Each alternative becomes one libseccomp rule (rules are ORed), and may
-    /// compare each argument at most once (libseccomp rejects two comparisons of one argument).
-    Only(&'static [&'static [ArgCmp]]),
-    /// Not allowed, but answered by the kernel with this errno without a notification (so not
-    /// counted). For calls a libc probes and falls back from, like `clone3`.
-    Errno(i32),
-}
-
-/// One comparison of a syscall argument: `(args[arg] & mask) == value` on the 64-bit register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArgCmp {
-    /// Argument index, 0 to 5.
-    pub arg: u32,
-    /// Bits of the argument that are compared.
-    pub mask: u64,
-    /// Value the masked argument must equal.
-    pub value: u64,
-}
-
-impl ArgCmp {
-    /// `args[arg] == value`.
-    pub const fn eq(arg: u32, value: u64) -> Self {
-        ArgCmp {
-            arg,
-            mask: u64::MAX,
-            value,
-        }
-    }
-
-    /// `(args[arg] & mask) == value`.
-    pub const fn masked_eq(arg: u32, mask: u64, value: u64) -> Self {
-        ArgCmp { arg, mask, value }
-    }
-
-    fn to_libseccomp(self) -> ScmpArgCompare {
-        if self.mask == u64::MAX {
-            ScmpArgCompare::new(self.arg, ScmpCompareOp::Equal, self.value)
-        } else {
-            ScmpArgCompare::new(self.arg, ScmpCompareOp::MaskedEqual(self.mask), self.value)
-        }
-    }
-}
-
 /// Why the seccomp filter could not be built or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    /// The allowlist names a syscall that [`MUST_DENY`] lists.
-    #[error("seccomp policy allows `{0}`, which it must deny")]
-    PolicyConflict(&'static str),
-    /// libseccomp could not create a filter context.
-    #[error("cannot create the seccomp filter")]
-    NewFilter(#[source] LibError),
-    /// A filter attribute could not be set.
-    #[error("cannot set seccomp filter attribute {attr}")]
-    SetAttribute {
-        /// The attribute.
-        attr: &'static str,
-        /// The cause.
-        #[source]
-        source: LibError,
-    },
-    /// A rule could not be added.
-    #[error("cannot add the seccomp rule for `{syscall}`")]
-    AddRule {
-        /// The syscall.
-        syscall: &'static str,
-        /// The cause.
-        #[source]
-        source: LibError,
-    },
+    /// The filter could not be built from the policy.
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// The filter could not be loaded into the kernel.
     #[error("cannot load the seccomp filter")]
     Load(#[source] io::Error),
@@ -187,67 +104,6 @@ pub enum SeccompError {
     /// A compiled program of this many bytes is not a valid BPF program.
     #[error("invalid seccomp BPF program of {0} bytes")]
     BadProgram(usize),
-}
-
-/// Builds the filter from [`ALLOWED`]: default action user notification, bad-arch action kill
-/// process, allowlisted calls allowed (or matched on their arguments), `Errno` rules answered by
-/// the kernel. Names unknown to libseccomp or absent on this architecture are skipped.
-///
-/// # Errors
-///
-/// [`SeccompError::PolicyConflict`] if the table allows a [`MUST_DENY`] name; libseccomp
-/// failures as the variant of the failing step.
-pub fn build_filter() -> Result<ScmpFilterContext, SeccompError> {
-    if let Some(rule) = ALLOWED.iter().find(|r| MUST_DENY.contains(&r.name)) {
-        return Err(SeccompError::PolicyConflict(rule.name));
-    }
-    let mut ctx = ScmpFilterContext::new(ScmpAction::Notify).map_err(SeccompError::NewFilter)?;
-    ctx.set_act_badarch(ScmpAction::KillProcess)
-        .map_err(|source| SeccompError::SetAttribute {
-            attr: "bad-arch action",
-            source,
-        })?;
-    // Binary-tree dispatch: a few hundred rules would otherwise be a linear scan per syscall.
-    ctx.set_ctl_optimize(2)
-        .map_err(|source| SeccompError::SetAttribute {
-            attr: "optimize",
-            source,
-        })?;
-    for rule in ALLOWED {
-        let Some(syscall) = resolve(rule.name) else {
-            continue;
-        };
-        let add = |ctx: &mut ScmpFilterContext, action, cmps: &[ScmpArgCompare]| {
-            let added = if cmps.is_empty() {
-                ctx.add_rule(action, syscall)
-            } else {
-                ctx.add_rule_conditional(action, syscall, cmps)
-            };
-            added.map(drop).map_err(|source| SeccompError::AddRule {
-                syscall: rule.name,
-                source,
-            })
-        };
-        match rule.args {
-            ArgRule::Any => add(&mut ctx, ScmpAction::Allow, &[])?,
-            ArgRule::Errno(errno) => add(&mut ctx, ScmpAction::Errno(errno), &[])?,
-            ArgRule::Only(alternatives) => {
-                for alternative in alternatives {
-                    let cmps: Vec<ScmpArgCompare> =
-                        alternative.iter().map(|c| c.to_libseccomp()).collect();
-                    add(&mut ctx, ScmpAction::Allow, &cmps)?;
-                }
-            }
-        }
-    }
-    Ok(ctx)
-}
-
-/// The syscall for `name` on the native architecture, or `None` when libseccomp does not know
-/// the name or it does not exist there (libseccomp gives negative pseudo-numbers for those).
-fn resolve(name: &str) -> Option<ScmpSyscall> {
-    let syscall = ScmpSyscall::from_name_by_arch(name, ScmpArch::native()).ok()?;
-    (syscall.as_raw_syscall() >= 0).then_some(syscall)
 }
 
 /// A compiled filter: the classic-BPF program of [`build_filter`] for the native
@@ -298,13 +154,26 @@ impl CompiledFilter {
     }
 }
 
-/// Builds the filter ([`build_filter`]) and exports its BPF program.
+/// The policy compiled to BPF by `build.rs` for the target architecture.
+static EMBEDDED_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf"));
+
+/// The filter compiled when this binary was built (see `build.rs`): what every sandbox loads.
+///
+/// # Errors
+///
+/// [`SeccompError::BadProgram`] if the embedded program is malformed (a build defect).
+pub fn embedded() -> Result<CompiledFilter, SeccompError> {
+    CompiledFilter::from_bytes(EMBEDDED_BPF)
+}
+
+/// Builds the filter ([`build_filter`]) at run time and exports its BPF program; the tests use
+/// it to check that [`embedded`] is the current policy.
 ///
 /// # Errors
 ///
 /// Building or exporting failed.
 pub fn compile() -> Result<CompiledFilter, SeccompError> {
-    let filter = build_filter()?;
+    let filter = build_filter(ScmpArch::native())?;
     // libseccomp 2.5 exports to an fd only; the program (a few KiB) fits a pipe's buffer.
     // Close-on-exec: the supervisor starts sandboxes concurrently, and a child holding the
     // write end would keep this read from ever seeing end-of-file.
@@ -559,6 +428,15 @@ mod tests {
     }
 
     #[test]
+    fn embedded_program_is_the_current_policy() {
+        let _guard = libseccomp_lock();
+        assert_eq!(
+            embedded().expect("embedded").to_bytes(),
+            compile().expect("compile").to_bytes()
+        );
+    }
+
+    #[test]
     fn compiled_program_round_trips_through_bytes() {
         let _guard = libseccomp_lock();
         let filter = compile().expect("compile");
@@ -572,7 +450,7 @@ mod tests {
     #[test]
     fn build_filter_succeeds() {
         let _guard = libseccomp_lock();
-        build_filter().expect("filter builds");
+        build_filter(ScmpArch::native()).expect("filter builds");
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -583,7 +461,7 @@ mod tests {
         // denial vacuous.
         for name in MUST_DENY {
             assert!(
-                resolve(name).is_some(),
+                rules::resolve(name, ScmpArch::native()).is_some(),
                 "`{name}` does not resolve on x86_64"
             );
         }
@@ -597,13 +475,13 @@ mod tests {
             "ioctl",
         ] {
             assert!(
-                resolve(name).is_some(),
+                rules::resolve(name, ScmpArch::native()).is_some(),
                 "`{name}` does not resolve on x86_64"
             );
         }
-        assert!(resolve("no_such_syscall").is_none());
+        assert!(rules::resolve("no_such_syscall", ScmpArch::native()).is_none());
         assert!(
-            resolve("socketcall").is_none(),
+            rules::resolve("socketcall", ScmpArch::native()).is_none(),
             "multiplexer absent on x86_64 must be skipped"
         );
     }
@@ -847,7 +725,7 @@ mod tests {
             return;
         }
         // Compiled before any thread is filtered (compiling makes calls the policy denies).
-        let filter = compile().expect("compile");
+        let filter = embedded().expect("embedded filter");
         let (send_listener, recv_listener) = mpsc::channel::<OwnedFd>();
         let stop = AtomicBool::new(false);
         let (violations, results, returned_on_hup) = std::thread::scope(|scope| {

@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,6 @@ pub const PRETEND_MISSING_ENV: &str = "WARDEN_PRETEND_MISSING";
 /// First host uid of the 65536 uids the sandbox's user namespace maps (sandbox uid 0 → this).
 pub const DEFAULT_UID_BASE: u32 = 1_000_000_000;
 
-/// The seccomp program as BPF bytes once compiled, or why it could not be.
-type FilterCell = OnceLock<Result<Vec<u8>, String>>;
-
 /// How often the supervisor checks the cancel flag while it waits, in milliseconds.
 const CANCEL_POLL_MS: i32 = 50;
 
@@ -44,9 +41,6 @@ const CANCEL_POLL_MS: i32 = 50;
 pub struct Sandbox {
     init_exe: PathBuf,
     host: HostReport,
-    /// The seccomp program (BPF bytes), compiled once on a background thread started by
-    /// [`Sandbox::new`]; `None` when the layer is unavailable.
-    seccomp: Option<Arc<FilterCell>>,
     cgroup_parent: String,
     uid_base: u32,
 }
@@ -76,6 +70,12 @@ impl Sandbox {
             source,
         })?;
         let mut host = host::probe();
+        if let Err(e) = crate::seccomp::embedded() {
+            host.mark_unavailable(
+                Layer::Seccomp,
+                format!("the embedded filter is unusable: {e}"),
+            );
+        }
         // Test hook: pretend layers are missing, to exercise the fail-closed path and the
         // rlimit fallbacks on a host that has everything. It can only take layers away, and a
         // missing layer still needs --allow-missing to run.
@@ -87,26 +87,9 @@ impl Sandbox {
                 host.mark_unavailable(layer, format!("pretended missing ({PRETEND_MISSING_ENV})"));
             }
         }
-        let seccomp = host
-            .status(Layer::Seccomp)
-            .is_some_and(|s| s.available)
-            .then(|| {
-                // Compiling takes milliseconds of CPU; the first execution only needs the program
-                // after its namespaces and cgroup are set up, so compile meanwhile.
-                let cell = Arc::new(OnceLock::new());
-                let filled = Arc::clone(&cell);
-                std::thread::spawn(move || {
-                    let result = std::panic::catch_unwind(crate::seccomp::compile)
-                        .map_err(|_| "the filter compiler panicked".to_string())
-                        .and_then(|r| r.map(|f| f.to_bytes()).map_err(|e| e.to_string()));
-                    let _ = filled.set(result);
-                });
-                cell
-            });
         Ok(Sandbox {
             init_exe,
             host,
-            seccomp,
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
         })
@@ -170,7 +153,7 @@ impl Sandbox {
         let cfg = InitConfig {
             spec: spec.clone(),
             userns: has(Layer::Userns),
-            seccomp: has(Layer::Seccomp) && self.seccomp.is_some(),
+            seccomp: has(Layer::Seccomp),
             landlock: has(Layer::Landlock),
             cgroup_pids: cgroup.is_some() && has(Layer::Pids),
             cgroup_memory: cgroup.is_some() && has(Layer::Memory),
@@ -186,8 +169,7 @@ impl Sandbox {
         };
 
         let cgroup_version = cgroup.as_ref().map(|c| c.version().to_string());
-        let filter = self.seccomp.as_deref().filter(|_| cfg.seccomp);
-        let mut run = Run::start(&self.init_exe, cgroup, &cfg, filter, io, self.uid_base)?;
+        let mut run = Run::start(&self.init_exe, cgroup, &cfg, io, self.uid_base)?;
         let result = run.supervise(start + spec.limits.timeout);
         run.finish(start, result, missing, cgroup_version)
     }
@@ -294,7 +276,6 @@ impl Run {
         init_exe: &Path,
         cgroup: Option<Cgroup>,
         cfg: &InitConfig,
-        filter: Option<&FilterCell>,
         io: RunIo,
         uid_base: u32,
     ) -> Result<Run, Error> {
@@ -375,7 +356,7 @@ impl Run {
             landlock_abi: None,
             timed_out: false,
         };
-        if let Err(e) = run.handshake(cfg, filter, uid_base) {
+        if let Err(e) = run.handshake(cfg, uid_base) {
             run.kill();
             let _ = sys::wait4(run.stage1_pid, 0);
             return Err(run.setup_error.take().map(Error::Setup).unwrap_or(e));
@@ -390,12 +371,7 @@ impl Run {
     /// cgroup (on cgroup v1 a process's first migration waits for an RCU grace period, several
     /// milliseconds) thus overlaps with the init's start-up, and nothing of the sandbox runs
     /// outside the cgroup; the cgroup namespace's root is the execution's own cgroup.
-    fn handshake(
-        &mut self,
-        cfg: &InitConfig,
-        filter: Option<&FilterCell>,
-        uid_base: u32,
-    ) -> Result<(), Error> {
+    fn handshake(&mut self, cfg: &InitConfig, uid_base: u32) -> Result<(), Error> {
         proto::send(&self.control, &Msg::Config(Box::new(cfg.clone())), &[])
             .map_err(sys_err("send config"))?;
         if let Some(cg) = &self.cgroup {
@@ -422,18 +398,7 @@ impl Run {
                 std::fs::write(&path, &map).map_err(sys_err("write id map"))?;
             }
         }
-        let seccomp_bpf = match filter.map(OnceLock::wait) {
-            Some(Ok(bpf)) => Some(bpf.clone()),
-            Some(Err(reason)) => {
-                return Err(Error::LayerUnavailable {
-                    layer: Layer::Seccomp,
-                    reason: reason.clone(),
-                });
-            }
-            None => None,
-        };
-        proto::send(&self.control, &Msg::Mapped { seccomp_bpf }, &[])
-            .map_err(sys_err("send mapped"))
+        proto::send(&self.control, &Msg::Mapped, &[]).map_err(sys_err("send mapped"))
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -454,7 +419,7 @@ impl Run {
                 }
             }
             Msg::Exit { code, signal } => self.exit = Some((code, signal)),
-            Msg::Config(_) | Msg::Unshared | Msg::Mapped { .. } => {}
+            Msg::Config(_) | Msg::Unshared | Msg::Mapped => {}
         }
     }
 
@@ -654,7 +619,6 @@ mod tests {
                 landlock_abi: None,
                 advisories: Vec::new(),
             },
-            seccomp: None,
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
         }
