@@ -13,7 +13,7 @@
 //!    credentials and capabilities, sets `no_new_privs`, enforces landlock, installs seccomp
 //!    (last) and `execve`s the program.
 //!
-//! Every failure is reported to the supervisor as [`Msg::SetupFailed`] naming the step; the
+//! Every failure is reported to the supervisor as a `SetupFailed` message naming the step; the
 //! program never starts with a layer half-applied.
 
 use std::ffi::CString;
