@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// Memory limit (K/M/G suffixes, binary), swap disabled.
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size_arg)]
     memory: u64,
-    /// Maximum number of processes and threads.
+    /// Maximum number of the program's processes and threads.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pids: u64,
     /// CPU bandwidth in CPUs (for example 0.5, 2).
@@ -145,12 +145,11 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<Spec> {
         .validate()
         .map_err(|e| anyhow::anyhow!("--{e}"))?;
     spec.env = args.env.clone();
+    let input_limit = args.workdir_size.min(warden_sandbox::MAX_INPUT_BYTES);
+    let mut input_total = 0u64;
     for (host, sandbox_path) in &args.files {
-        let contents = std::fs::read(host)
-            .with_context(|| format!("--file {}: cannot read host file", host.display()))?;
-        let mode = std::fs::metadata(host)
-            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o755)
-            .unwrap_or(0o644);
+        let (contents, mode) = read_input(host, input_limit.saturating_sub(input_total))?;
+        input_total += contents.len() as u64;
         spec.files.push(InputFile {
             path: sandbox_path.clone(),
             contents,
@@ -164,6 +163,33 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<Spec> {
         Stdin::Forward
     };
     Ok(spec)
+}
+
+/// Reads one `--file` input and its permission bits: a regular file of at most `room` bytes
+/// (what is left of the working directory), never reading more, so a device or a huge file
+/// cannot exhaust Warden's memory.
+fn read_input(host: &std::path::Path, room: u64) -> anyhow::Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    let context = || format!("--file {}: cannot read host file", host.display());
+    let file = std::fs::File::open(host).with_context(context)?;
+    let meta = file.metadata().with_context(context)?;
+    if !meta.is_file() {
+        bail!("--file {}: not a regular file", host.display());
+    }
+    let mut contents = Vec::new();
+    file.take(room.saturating_add(1))
+        .read_to_end(&mut contents)
+        .with_context(context)?;
+    if contents.len() as u64 > room {
+        bail!(
+            "--file {}: the input files do not fit the working directory ({} left); raise --workdir-size (inputs are limited to {} in all)",
+            host.display(),
+            format_size(room),
+            format_size(warden_sandbox::MAX_INPUT_BYTES)
+        );
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o755;
+    Ok((contents, mode))
 }
 
 /// Runs `warden run`; returns the exit status.

@@ -175,8 +175,6 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
         Some(Msg::Config(cfg)) => *cfg,
         _ => return Err(failure("receive config", "expected config")),
     };
-    // A new session: no controlling terminal reaches the sandbox.
-    sys::setsid().step("setsid")?;
     // Drop the host's supplementary groups (host gid 0 would otherwise stay in effect).
     sys::clear_groups().step("clear supplementary groups")?;
 
@@ -392,7 +390,14 @@ fn expose(host: &Path) -> Step {
         mkdir_p(&target)?;
         bind_read_only(&host_str, &target)
     } else if meta.is_file() && meta.len() <= COPY_MAX {
-        fs::copy(host, &target).step(format!("copy {host_str}"))?;
+        match fs::copy(host, &target) {
+            Ok(_) => {}
+            // Not readable by the sandbox's host uid: the program could not read it either.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return fs::remove_file(&target).step(format!("skip {host_str}"));
+            }
+            Err(e) => return Err(e).step(format!("copy {host_str}")),
+        }
         fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
             .step(format!("chmod {target}"))
     } else {
@@ -729,7 +734,9 @@ fn prepare_program(control: &OwnedFd, cfg: &InitConfig) -> Step<Exec> {
 
 /// `execve` with a `PATH` search like execvp(3); reports why nothing could be executed.
 fn exec_program(control: &OwnedFd, exec: &Exec) -> StepError {
-    let candidates: Vec<String> = if exec.program.contains('/') {
+    let candidates: Vec<String> = if exec.program.is_empty() {
+        Vec::new()
+    } else if exec.program.contains('/') {
         vec![exec.program.clone()]
     } else {
         exec.path

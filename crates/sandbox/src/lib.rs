@@ -51,7 +51,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use size::{format_size, parse_size, SizeError};
-pub use supervisor::{CancelFlag, RunIo, Sandbox, DEFAULT_UID_BASE};
+pub use supervisor::{CancelFlag, RunIo, Sandbox, DEFAULT_UID_BASE, MAX_INPUT_BYTES};
 
 /// First argument that makes the `warden` binary (or any binary that embeds this crate) run
 /// [`init::main`] instead of its normal entry point.
@@ -156,7 +156,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Memory limit in bytes (cgroup `memory.max` / `memory.limit_in_bytes`), swap disabled.
     pub memory_bytes: u64,
-    /// Maximum number of processes and threads (cgroup `pids.max`).
+    /// Maximum number of processes and threads of the program (cgroup `pids.max`, plus
+    /// Warden's two init processes).
     pub pids: u64,
     /// CPU bandwidth in CPUs (cgroup `cpu.max` / CFS quota); 1.5 means 150 ms per 100 ms.
     pub cpus: f64,
@@ -224,8 +225,8 @@ impl Limits {
         if self.memory_bytes < (4 << 20) {
             return Err(bad("memory", "at least 4M", self.memory_bytes));
         }
-        if self.pids < 2 || self.pids > 1 << 22 {
-            return Err(bad("pids", "between 2 and 4194304", self.pids));
+        if self.pids < 1 || self.pids > 1 << 22 {
+            return Err(bad("pids", "between 1 and 4194304", self.pids));
         }
         if !self.cpus.is_finite() || self.cpus < 0.01 || self.cpus > 1024.0 {
             return Err(bad("cpus", "between 0.01 and 1024", self.cpus));
@@ -403,6 +404,14 @@ pub enum Error {
         layer: Layer,
         /// Why it is unavailable.
         reason: String,
+    },
+    /// The input files are larger than the working directory (or [`supervisor::MAX_INPUT_BYTES`]).
+    #[error("input files total {bytes} bytes, more than the {limit}-byte limit (the working directory size, at most 128M)")]
+    InputTooLarge {
+        /// Total size of the input files.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
     },
     /// An input file is not a path under the working directory.
     #[error("input file path `{0}` must be relative to {WORKDIR} without `..`")]

@@ -93,6 +93,14 @@ impl Receiver {
         }
     }
 
+    /// A receiver whose stream has ended, with nothing buffered.
+    pub(crate) fn eof() -> Self {
+        Receiver {
+            eof: true,
+            ..Receiver::new()
+        }
+    }
+
     /// True once the peer closed the socket and every buffered frame was taken.
     pub(crate) fn is_eof(&self) -> bool {
         self.eof && self.buf.is_empty()
@@ -128,7 +136,13 @@ impl Receiver {
     pub(crate) fn fill(&mut self, sock: &impl AsFd) -> io::Result<bool> {
         let mut chunk = vec![0u8; 64 << 10];
         let mut fds = Vec::new();
-        let n = sys::recv_with_fds(sock.as_fd(), &mut chunk, &mut fds)?;
+        let n = match sys::recv_with_fds(sock.as_fd(), &mut chunk, &mut fds) {
+            Ok(n) => n,
+            // The peer died with data of ours unread (a sandbox killed mid-handshake): the
+            // stream has ended all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(e),
+        };
         self.fds.extend(fds);
         if n == 0 {
             self.eof = true;

@@ -336,10 +336,6 @@ pub static ALLOWED: &[SyscallRule] = &[
     any("truncate", "file size changes"),
     any("fadvise64", "readahead hints"),
     any("readahead", "readahead hints"),
-    any("inotify_init", "file watching (Node fs.watch)"),
-    any("inotify_init1", "file watching (Node fs.watch)"),
-    any("inotify_add_watch", "file watching (Node fs.watch)"),
-    any("inotify_rm_watch", "file watching (Node fs.watch)"),
     any("io_setup", "Linux native AIO (libaio users); not io_uring"),
     any("io_destroy", "Linux native AIO"),
     any("io_submit", "Linux native AIO"),
@@ -449,6 +445,12 @@ pub static ALLOWED: &[SyscallRule] = &[
 /// (EPERM, counted). The first part is the list; the rest are the same kinds of call
 /// (mount API, fd theft, time, hardware, logs) that Docker also gates behind capabilities.
 pub static MUST_DENY: &[&str] = &[
+    // inotify: the read-only runtime is the host's /usr, so a watch there sees which files
+    // other executions (and the host) open, and instances count against the host uid all
+    // sandboxes share (red-team review). Programs that watch files get EPERM.
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
     // Debugging other processes.
     "ptrace",
     "process_vm_readv",

@@ -33,6 +33,12 @@ pub const PRETEND_MISSING_ENV: &str = "WARDEN_PRETEND_MISSING";
 /// First host uid of the 65536 uids the sandbox's user namespace maps (sandbox uid 0 → this).
 pub const DEFAULT_UID_BASE: u32 = 1_000_000_000;
 
+/// Largest total of input files one execution accepts (they travel in the control channel).
+pub const MAX_INPUT_BYTES: u64 = 128 << 20;
+
+/// Warden's own processes inside an execution's cgroup: stage 1 and the sandbox's PID 1.
+const INIT_PROCESSES: u64 = 2;
+
 /// How often the supervisor checks the cancel flag while it waits, in milliseconds.
 const CANCEL_POLL_MS: i32 = 50;
 
@@ -124,8 +130,17 @@ impl Sandbox {
     /// As [`Sandbox::run`].
     pub fn run_with(&self, spec: &Spec, io: RunIo) -> Result<Outcome, Error> {
         spec.limits.validate()?;
+        let mut input_bytes = 0u64;
         for file in &spec.files {
             check_input_path(&file.path)?;
+            input_bytes = input_bytes.saturating_add(file.contents.len() as u64);
+        }
+        let input_limit = spec.limits.workdir_bytes.min(MAX_INPUT_BYTES);
+        if input_bytes > input_limit {
+            return Err(Error::InputTooLarge {
+                bytes: input_bytes,
+                limit: input_limit,
+            });
         }
         let missing = self.missing_layers(&spec.allow_missing)?;
         let has = |l: Layer| !missing.contains(&l);
@@ -142,7 +157,9 @@ impl Sandbox {
             (Some(host), true) => {
                 let limits = CgroupLimits {
                     memory_bytes: spec.limits.memory_bytes,
-                    pids: spec.limits.pids,
+                    // Stage 1 and the sandbox's PID 1 live in the cgroup too; `pids` is
+                    // what the program itself may use.
+                    pids: spec.limits.pids.saturating_add(INIT_PROCESSES),
                     cpus: spec.limits.cpus,
                 };
                 let name = uuid::Uuid::new_v4().simple().to_string();
@@ -286,7 +303,10 @@ impl Run {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        sys::pass_fd_as_3(&mut cmd, child_end.as_raw_fd());
+        // Control socket at fd 3, and a new session: no controlling terminal reaches the
+        // sandbox, and a terminal's Ctrl-C (or `timeout`) signals only warden's own process
+        // group, so the supervisor, not the half-built sandbox, decides how to tear down.
+        sys::prepare_init_exec(&mut cmd, child_end.as_raw_fd());
         let mut child = cmd.spawn().map_err(|source| Error::Spawn {
             path: init_exe.to_path_buf(),
             source,
@@ -487,7 +507,12 @@ impl Run {
                     .map_err(sys_err("poll"))?
             };
             if revents[1] != 0 {
-                self.pump_control().map_err(sys_err("receive from init"))?;
+                match self.pump_control() {
+                    Ok(()) => {}
+                    // After a kill, a broken control stream is expected, not Warden's failure.
+                    Err(_) if killed => self.rx = Receiver::eof(),
+                    Err(e) => return Err(sys_err("receive from init")(e)),
+                }
             }
             if revents[0] != 0 {
                 return Ok(());

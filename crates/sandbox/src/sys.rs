@@ -537,19 +537,21 @@ pub fn reset_signal_dispositions() -> io::Result<()> {
     Ok(())
 }
 
-/// Arranges for `cmd` to receive `fd` as fd 3 (the control socket), via `dup2` between fork
-/// and exec, which is async-signal-safe.
-pub fn pass_fd_as_3(cmd: &mut std::process::Command, fd: RawFd) {
+/// Arranges for `cmd` to receive `fd` as fd 3 (the control socket) and to start in a new
+/// session (`setsid`), both between fork and exec, where only async-signal-safe calls are
+/// sound: `dup2`/`fcntl` and `setsid` are.
+pub fn prepare_init_exec(cmd: &mut std::process::Command, fd: RawFd) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: the closure only calls dup2 (async-signal-safe), allocates nothing and touches
-    // no lock, as required after fork in a multithreaded parent.
+    // SAFETY: the closure only calls dup2 or fcntl and setsid (async-signal-safe), allocates
+    // nothing and touches no lock, as required after fork in a multithreaded parent.
     unsafe {
         cmd.pre_exec(move || {
             if fd == 3 {
-                set_cloexec(3, false)
+                set_cloexec(3, false)?;
             } else {
-                dup2(fd, 3)
+                dup2(fd, 3)?;
             }
+            setsid()
         });
     }
 }

@@ -461,6 +461,10 @@ denied_syscalls! {
     denies_open_by_handle_at: "open_by_handle_at" = 304,
     denies_process_vm_readv: "process_vm_readv" = 310,
     denies_process_vm_writev: "process_vm_writev" = 311,
+    // Red-team review 2: a watch on the shared read-only runtime saw other executions' opens.
+    denies_inotify_init: "inotify_init" = 253,
+    denies_inotify_init1: "inotify_init1" = 294,
+    denies_inotify_add_watch: "inotify_add_watch" = 254,
 }
 
 /// Regression (red-team F1): the sandbox's per-user kernel counters were charged to host root,

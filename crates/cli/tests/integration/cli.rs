@@ -247,3 +247,64 @@ fn without_cgroups_rlimits_still_bound_memory_and_processes() {
         serde_json::json!(["pids", "memory"])
     );
 }
+
+/// Regression (red-team review 2): a timeout during setup killed the init with a message
+/// unread, and the supervisor reported the reset connection as its own failure (125).
+#[test]
+fn regression_timeout_during_setup_is_an_outcome() {
+    for _ in 0..10 {
+        let r = run_json(&["--timeout", "0.001"], &["echo", "hi"]);
+        assert_eq!(
+            r.output.status.code(),
+            Some(137),
+            "{}",
+            String::from_utf8_lossy(&r.output.stderr)
+        );
+        assert_eq!(r.outcome["timed_out"], true);
+    }
+}
+
+/// Regression (red-team review 2): a terminal's SIGINT to warden's process group reached the
+/// half-built sandbox and broke the handshake (125 instead of 130).
+#[test]
+fn regression_group_sigint_during_setup_is_130() {
+    for _ in 0..5 {
+        let status = std::process::Command::new("timeout")
+            .args([
+                "--preserve-status",
+                "-s",
+                "INT",
+                "0.004",
+                env!("CARGO_BIN_EXE_warden"),
+                "run",
+                "--",
+                "sleep",
+                "1",
+            ])
+            .stdin(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(130));
+    }
+}
+
+/// Regression (red-team review 2): `--file` read a device or any size into memory.
+#[test]
+fn regression_file_inputs_are_regular_and_bounded() {
+    let (code, _, err) = status_of(&["run", "--file", "/dev/zero:x", "--", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("not a regular file"), "{err}");
+    let mut big = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut big, &vec![0u8; 5 << 20]).unwrap();
+    let arg = format!("{}:big", big.path().display());
+    let (code, _, err) = status_of(&["run", "--workdir-size", "4M", "--file", &arg, "--", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("--workdir-size"), "{err}");
+}
+
+#[test]
+fn pids_counts_only_the_programs_processes_and_empty_program_is_not_found() {
+    assert_eq!(status_of(&["run", "--pids", "1", "--", "true"]).0, 0);
+    let (code, _, err) = status_of(&["run", "--", ""]);
+    assert_eq!(code, 127, "{err}");
+}
