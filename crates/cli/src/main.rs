@@ -5,6 +5,7 @@
 
 mod doctor;
 mod run;
+mod url;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ enum Command {
     Run(run::RunArgs),
     /// Report which isolation layers this host offers and what Warden does about missing ones.
     Doctor(doctor::DoctorArgs),
+    /// Egress policy: judge URLs before anything connects to them.
+    #[command(subcommand)]
+    Url(url::UrlCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +56,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Doctor(args) => doctor::main(args),
+        Command::Url(command) => url::main(command),
     }
 }

@@ -269,7 +269,7 @@ fn regression_timeout_during_setup_is_an_outcome() {
 #[test]
 fn regression_group_sigint_during_setup_is_130() {
     for _ in 0..5 {
-        let status = std::process::Command::new("timeout")
+        let out = std::process::Command::new("timeout")
             .args([
                 "--preserve-status",
                 "-s",
@@ -282,9 +282,14 @@ fn regression_group_sigint_during_setup_is_130() {
                 "1",
             ])
             .stdin(std::process::Stdio::null())
-            .status()
+            .output()
             .unwrap();
-        assert_eq!(status.code(), Some(130));
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

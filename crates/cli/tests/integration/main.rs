@@ -3,6 +3,7 @@
 //! - `attacks`: each containment claim, tried from inside the sandbox and asserted to fail.
 //! - `programs`: ordinary programs that must keep working under every layer.
 //! - `cli`: flags, exit statuses and the JSON contract.
+//! - `egress`: `warden url check` against the egress policy.
 //! - `teardown`: nothing of an execution is left on the host afterwards.
 
 // Test code: a failed setup step should panic with its message.
@@ -10,6 +11,7 @@
 
 mod attacks;
 mod cli;
+mod egress;
 mod programs;
 mod teardown;
 

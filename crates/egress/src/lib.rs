@@ -1,0 +1,32 @@
+//! Decide whether a network destination may be reached, before any connection is made.
+//!
+//! ```
+//! use warden_egress::{AddressPolicy, UrlPolicy};
+//!
+//! let policy = UrlPolicy::default();
+//! let target = policy.check_url("http://169.254.169.254/latest/meta-data/").unwrap_err();
+//! assert!(target.to_string().contains("link-local"));
+//! # let _ = AddressPolicy::default();
+//! ```
+//!
+//! # Design
+//!
+//! Two pure decisions, each with table tests: [`AddressPolicy`] judges an IP address against
+//! the IANA special-purpose registries (plus operator allow/deny CIDRs), unwrapping IPv4
+//! addresses embedded in IPv6; [`UrlPolicy`] parses with the WHATWG URL parser (the `url`
+//! crate) and judges the parsed host, scheme, port and userinfo, never the string. Resolution
+//! is the caller's: every address a name resolves to is judged, and only judged addresses may
+//! be connected to (pinning), so DNS rebinding between check and connect cannot happen.
+//!
+//! # Limitations
+//!
+//! This crate decides; it does not connect. `warden fetch`, the forward proxy and the
+//! sandbox's proxy mode are not built yet.
+
+#![forbid(unsafe_code)]
+
+pub mod address;
+pub mod url_policy;
+
+pub use address::{AddressDecision, AddressPolicy, SpecialRange};
+pub use url_policy::{BadOverride, BadPattern, Denial, Resolver, Target, UrlPolicy, BLOCKED_NAMES};

@@ -1,0 +1,507 @@
+//! URL policy: which URLs may be fetched, judged on the WHATWG-parsed URL, never the string.
+//!
+//! # Design
+//!
+//! [`UrlPolicy::check_url`] parses with the `url` crate (the WHATWG URL Standard, the parser
+//! browsers use), so every spelling of a host (`0x7f.1`, `2130706433`, `%31%32%37.0.0.1`,
+//! IDNA-mapped names, a trailing dot) is judged in its canonical form, and then checks, in
+//! order: scheme (http, https), userinfo (refused), port (80 and 443 unless configured),
+//! names refused before any lookup (`localhost` and the other names in [`BLOCKED_NAMES`]),
+//! the domain deny list, the domain allow list (`*.example.com` wildcards), and for a literal
+//! IP host the [`AddressPolicy`]. [`UrlPolicy::check_addresses`] then judges *every* address a
+//! name resolved to: one denied address denies the destination, and the [`Target`] carries the
+//! judged addresses, the only ones a caller may connect to (pinning).
+//!
+//! # Limitations
+//!
+//! Resolution here uses the system resolver (getaddrinfo) on a thread with a timeout, or
+//! explicit overrides; a caller that connects must use [`Target::addresses`] and never resolve
+//! the name again. HTTP redirects are new URLs and must be checked again.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Serialize;
+use url::{Host, Url};
+
+use crate::address::{AddressDecision, AddressPolicy};
+
+/// Names refused before any lookup, as `(pattern, why)`; `*.` matches any subdomain.
+pub const BLOCKED_NAMES: &[(&str, &str)] = &[
+    ("localhost", "loopback name (RFC 6761 section 6.3)"),
+    ("*.localhost", "loopback names (RFC 6761 section 6.3)"),
+    (
+        "localhost.localdomain",
+        "loopback alias in many /etc/hosts files",
+    ),
+    ("*.local", "multicast DNS, the local link (RFC 6762)"),
+    ("*.internal", "reserved for private use (ICANN, 2024)"),
+    ("*.home.arpa", "residential networks (RFC 8375)"),
+    ("metadata", "cloud metadata service short name (GCE)"),
+    ("metadata.google.internal", "GCE metadata service"),
+    ("metadata.goog", "GCE metadata service"),
+    ("instance-data", "EC2 metadata short name"),
+    ("instance-data.ec2.internal", "EC2 metadata service"),
+];
+
+/// Why a destination is denied (or could not be judged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Denial {
+    /// The input is not a URL.
+    #[error("not a URL: {reason}")]
+    Parse {
+        /// The parser's reason.
+        reason: String,
+    },
+    /// Only http and https may be fetched.
+    #[error("scheme `{scheme}` is not allowed (only http and https)")]
+    Scheme {
+        /// The scheme.
+        scheme: String,
+    },
+    /// Credentials in the URL are refused (they leak, and `user@host` confuses readers).
+    #[error("URLs with userinfo (user:password@) are refused")]
+    Userinfo,
+    /// The URL has no host.
+    #[error("URL has no host")]
+    NoHost,
+    /// The port is not in the allowed list.
+    #[error("port {port} is not allowed (allowed: {allowed})")]
+    Port {
+        /// The port.
+        port: u16,
+        /// The allowed ports, comma-separated.
+        allowed: String,
+    },
+    /// The name is refused before any lookup.
+    #[error("host `{host}` is refused before lookup: matches `{pattern}` ({why})")]
+    BlockedName {
+        /// The host.
+        host: String,
+        /// The matching pattern.
+        pattern: &'static str,
+        /// Why such names are refused.
+        why: &'static str,
+    },
+    /// The domain matches the operator's deny list.
+    #[error("domain `{host}` is denied by `{pattern}`")]
+    DomainDenied {
+        /// The host.
+        host: String,
+        /// The matching pattern.
+        pattern: String,
+    },
+    /// An allow list is configured and the domain is not on it.
+    #[error("domain `{host}` is not on the allow list")]
+    DomainNotAllowed {
+        /// The host.
+        host: String,
+    },
+    /// An address of the destination is denied by the address policy.
+    #[error("{}", address_reason(host, *address, decision))]
+    Address {
+        /// The host as written in the URL (canonical form).
+        host: String,
+        /// The denied address.
+        address: IpAddr,
+        /// The address policy's decision for the denied address (boxed: it is large and
+        /// denials travel in `Result`s).
+        decision: Box<AddressDecision>,
+    },
+    /// The name did not resolve (or resolved to nothing).
+    #[error("cannot resolve `{host}`: {reason}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `10.0.0.5 is in 10.0.0.0/8 (…)`, prefixed with `NAME: ` when a name resolved to it.
+fn address_reason(host: &str, address: IpAddr, decision: &AddressDecision) -> String {
+    let text = decision.explain(address).to_string();
+    let text = text.strip_prefix("denied: ").unwrap_or(&text).to_string();
+    if host == address.to_string() {
+        text
+    } else {
+        format!("{host}: {text}")
+    }
+}
+
+/// A destination that passed the URL checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// The canonical URL.
+    pub url: String,
+    /// The canonical host (ASCII, lowercase, no trailing dot; IPv6 without brackets).
+    pub host: String,
+    /// The port to connect to.
+    pub port: u16,
+    /// Addresses judged and allowed: the only ones a connection may use. For a name, empty
+    /// until [`UrlPolicy::check_addresses`] fills it.
+    pub addresses: Vec<IpAddr>,
+    /// Whether the host is a name that still needs resolving.
+    pub needs_resolution: bool,
+}
+
+/// Error for a domain pattern that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid domain pattern `{0}`: expected a name like example.com or *.example.com")]
+pub struct BadPattern(pub String);
+
+/// A normalised domain pattern: exact name, or `*.` + suffix (subdomains only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DomainPattern {
+    text: String,
+    wildcard: bool,
+    name: String,
+}
+
+impl DomainPattern {
+    fn parse(text: &str) -> Result<Self, BadPattern> {
+        let (wildcard, rest) = match text.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        match Host::parse(rest) {
+            Ok(Host::Domain(d)) => Ok(DomainPattern {
+                text: text.to_string(),
+                wildcard,
+                name: normalise(&d).to_string(),
+            }),
+            _ => Err(BadPattern(text.to_string())),
+        }
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        if self.wildcard {
+            host.len() > self.name.len()
+                && host.ends_with(&self.name)
+                && host.as_bytes()[host.len() - self.name.len() - 1] == b'.'
+        } else {
+            host == self.name
+        }
+    }
+}
+
+/// Lowercase ASCII without one trailing dot (`example.com.` is `example.com`).
+fn normalise(domain: &str) -> &str {
+    domain.strip_suffix('.').unwrap_or(domain)
+}
+
+/// Does `host` match the blocked-name pattern?
+fn matches_blocked(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => {
+            host.len() > suffix.len()
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }
+        None => host == pattern,
+    }
+}
+
+/// The URL policy. `Default` is the safe one: http/https, ports 80 and 443, any public domain.
+#[derive(Debug, Clone)]
+pub struct UrlPolicy {
+    /// The address policy every literal or resolved address goes through.
+    pub address: AddressPolicy,
+    /// Ports that may be connected to.
+    pub ports: Vec<u16>,
+    allow_domains: Vec<DomainPattern>,
+    deny_domains: Vec<DomainPattern>,
+}
+
+impl Default for UrlPolicy {
+    fn default() -> Self {
+        UrlPolicy {
+            address: AddressPolicy::default(),
+            ports: vec![80, 443],
+            allow_domains: Vec::new(),
+            deny_domains: Vec::new(),
+        }
+    }
+}
+
+impl UrlPolicy {
+    /// Restricts names to those matching `patterns` (`example.com` or `*.example.com`,
+    /// IDNA-normalised). An empty list allows any name the other rules allow.
+    ///
+    /// # Errors
+    ///
+    /// [`BadPattern`] for a pattern that is not a domain name.
+    pub fn with_allow_domains<S: AsRef<str>>(mut self, patterns: &[S]) -> Result<Self, BadPattern> {
+        self.allow_domains = patterns
+            .iter()
+            .map(|p| DomainPattern::parse(p.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// Denies names matching `patterns`; deny wins over allow.
+    ///
+    /// # Errors
+    ///
+    /// [`BadPattern`] for a pattern that is not a domain name.
+    pub fn with_deny_domains<S: AsRef<str>>(mut self, patterns: &[S]) -> Result<Self, BadPattern> {
+        self.deny_domains = patterns
+            .iter()
+            .map(|p| DomainPattern::parse(p.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// Checks a URL without resolving it: everything but the addresses of a name.
+    ///
+    /// # Errors
+    ///
+    /// The first rule the URL breaks, as a [`Denial`]; [`Denial::Parse`] when it is not a URL.
+    pub fn check_url(&self, input: &str) -> Result<Target, Denial> {
+        let url = Url::parse(input).map_err(|e| Denial::Parse {
+            reason: e.to_string(),
+        })?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(Denial::Scheme {
+                scheme: url.scheme().to_string(),
+            });
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Denial::Userinfo);
+        }
+        let port = url.port_or_known_default().ok_or(Denial::NoHost)?;
+        if !self.ports.contains(&port) {
+            let allowed = self
+                .ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Denial::Port { port, allowed });
+        }
+        let target = |host: String, addresses: Vec<IpAddr>, needs_resolution| Target {
+            url: url.to_string(),
+            host,
+            port,
+            addresses,
+            needs_resolution,
+        };
+        match url.host() {
+            None => Err(Denial::NoHost),
+            Some(Host::Ipv4(v4)) => self
+                .judge_literal(IpAddr::V4(v4))
+                .map(|a| target(v4.to_string(), vec![a], false)),
+            Some(Host::Ipv6(v6)) => self
+                .judge_literal(IpAddr::V6(v6))
+                .map(|a| target(v6.to_string(), vec![a], false)),
+            Some(Host::Domain(domain)) => {
+                let host = normalise(domain).to_string();
+                self.judge_name(&host)?;
+                Ok(target(host, Vec::new(), true))
+            }
+        }
+    }
+
+    fn judge_literal(&self, address: IpAddr) -> Result<IpAddr, Denial> {
+        let decision = self.address.check(address);
+        if decision.is_allowed() {
+            Ok(address)
+        } else {
+            Err(Denial::Address {
+                host: address.to_string(),
+                address,
+                decision: Box::new(decision),
+            })
+        }
+    }
+
+    fn judge_name(&self, host: &str) -> Result<(), Denial> {
+        if let Some((pattern, why)) = BLOCKED_NAMES.iter().find(|(p, _)| matches_blocked(p, host)) {
+            return Err(Denial::BlockedName {
+                host: host.to_string(),
+                pattern,
+                why,
+            });
+        }
+        if let Some(p) = self.deny_domains.iter().find(|p| p.matches(host)) {
+            return Err(Denial::DomainDenied {
+                host: host.to_string(),
+                pattern: p.text.clone(),
+            });
+        }
+        if !self.allow_domains.is_empty() && !self.allow_domains.iter().any(|p| p.matches(host)) {
+            return Err(Denial::DomainNotAllowed {
+                host: host.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Judges every address `target`'s name resolved to. One denied address denies the
+    /// destination (a name that answers with a private address is not trusted with the rest);
+    /// otherwise the target's addresses are the judged ones, the only ones to connect to.
+    ///
+    /// # Errors
+    ///
+    /// [`Denial::Address`] for the first denied address, [`Denial::Resolve`] when `addresses`
+    /// is empty.
+    pub fn check_addresses(
+        &self,
+        mut target: Target,
+        addresses: &[IpAddr],
+    ) -> Result<Target, Denial> {
+        if addresses.is_empty() {
+            return Err(Denial::Resolve {
+                host: target.host,
+                reason: "no addresses".into(),
+            });
+        }
+        for &address in addresses {
+            let decision = self.address.check(address);
+            if !decision.is_allowed() {
+                return Err(Denial::Address {
+                    host: target.host,
+                    address,
+                    decision: Box::new(decision),
+                });
+            }
+        }
+        target.addresses = addresses.to_vec();
+        target.needs_resolution = false;
+        Ok(target)
+    }
+}
+
+/// Resolves names: explicit overrides first (`--resolve HOST=ADDR`), then the system resolver
+/// with a timeout. Overrides are still judged by the address policy like any answer.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    overrides: Vec<(String, IpAddr)>,
+    timeout: Duration,
+    system: bool,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            overrides: Vec::new(),
+            timeout: Duration::from_secs(5),
+            system: true,
+        }
+    }
+}
+
+/// Error for a `--resolve` value that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid resolve override `{0}`: expected HOST=ADDR, for example example.com=93.184.215.14"
+)]
+pub struct BadOverride(pub String);
+
+impl Resolver {
+    /// Adds an override from `HOST=ADDR` (IPv6 with or without brackets).
+    ///
+    /// # Errors
+    ///
+    /// [`BadOverride`] when the host is not a domain or the address not an IP address.
+    pub fn with_override(mut self, spec: &str) -> Result<Self, BadOverride> {
+        let bad = || BadOverride(spec.to_string());
+        let (host, addr) = spec.split_once('=').ok_or_else(bad)?;
+        let host = match Host::parse(host).map_err(|_| bad())? {
+            Host::Domain(d) => normalise(&d).to_string(),
+            _ => return Err(bad()),
+        };
+        let addr: IpAddr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| bad())?;
+        self.overrides.push((host, addr));
+        Ok(self)
+    }
+
+    /// Uses only overrides: names without one do not resolve (for tests and offline use).
+    pub fn overrides_only(mut self) -> Self {
+        self.system = false;
+        self
+    }
+
+    /// Resolves `host` (canonical form) for `port`.
+    ///
+    /// # Errors
+    ///
+    /// [`Denial::Resolve`] when nothing answers within the timeout.
+    pub fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, Denial> {
+        let overridden: Vec<IpAddr> = self
+            .overrides
+            .iter()
+            .filter(|(h, _)| h == host)
+            .map(|(_, a)| *a)
+            .collect();
+        if !overridden.is_empty() {
+            return Ok(overridden);
+        }
+        if !self.system {
+            return Err(Denial::Resolve {
+                host: host.to_string(),
+                reason: "no override for this name".into(),
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let query = format!("{host}:{port}");
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                query
+                    .to_socket_addrs()
+                    .map(|it| it.map(|a: SocketAddr| a.ip()).collect::<Vec<_>>()),
+            );
+        });
+        match rx.recv_timeout(self.timeout) {
+            Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+            Ok(Ok(_)) => Err(Denial::Resolve {
+                host: host.to_string(),
+                reason: "no addresses".into(),
+            }),
+            Ok(Err(e)) => Err(Denial::Resolve {
+                host: host.to_string(),
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(Denial::Resolve {
+                host: host.to_string(),
+                reason: format!("no answer within {:?}", self.timeout),
+            }),
+        }
+    }
+}
+
+impl UrlPolicy {
+    /// Checks `input` completely: URL rules, then resolution with `resolver`, then every
+    /// resolved address.
+    ///
+    /// # Errors
+    ///
+    /// The [`Denial`] of the first rule broken.
+    pub fn check(&self, input: &str, resolver: &Resolver) -> Result<Target, Denial> {
+        let target = self.check_url(input)?;
+        if !target.needs_resolution {
+            return Ok(target);
+        }
+        let addresses = resolver.resolve(&target.host, target.port)?;
+        self.check_addresses(target, &addresses)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addrs: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
+        write!(
+            f,
+            "allowed: {} -> {} port {}",
+            self.url,
+            addrs.join(", "),
+            self.port
+        )
+    }
+}
