@@ -25,6 +25,8 @@ enum Command {
     Run(run::RunArgs),
     /// Report which isolation layers this host offers and what Warden does about missing ones.
     Doctor(doctor::DoctorArgs),
+    /// Fetch URL through the egress policy (each redirect judged again); prints the body.
+    Fetch(url::FetchArgs),
     /// Egress policy: judge URLs before anything connects to them.
     #[command(subcommand)]
     Url(url::UrlCommand),
@@ -57,5 +59,6 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Doctor(args) => doctor::main(args),
         Command::Url(command) => url::main(command),
+        Command::Fetch(args) => url::fetch_main(args),
     }
 }

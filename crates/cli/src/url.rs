@@ -61,6 +61,137 @@ impl PolicyArgs {
     }
 }
 
+/// Options of `warden fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// HTTP method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    method: String,
+    /// Request header NAME:VALUE (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// Request body: the text itself, or @FILE to send a file's contents.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    data: Option<String>,
+    /// Bytes of (decompressed) response body kept; K/M/G suffixes.
+    #[arg(long, value_name = "SIZE", default_value = "10M", value_parser = parse_size)]
+    max_bytes: u64,
+    /// Seconds allowed for the whole fetch, redirects included.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    timeout: f64,
+    /// Seconds allowed to establish each connection.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Print a JSON summary (status, headers, final URL, connected address, redirect chain,
+    /// body as text) instead of the body.
+    #[arg(long)]
+    json: bool,
+    /// The URL to fetch.
+    url: String,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    warden_sandbox::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<std::time::Duration> {
+    if !value.is_finite() || value <= 0.0 || value > 86_400.0 {
+        anyhow::bail!("--{flag} {value}: expected seconds greater than 0 and at most 86400");
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
+/// Runs `warden fetch`: exit 0 with a response (any HTTP status), 3 when the policy denies a
+/// hop, 1 when the exchange fails, 2 for bad arguments.
+pub fn fetch_main(args: FetchArgs) -> ExitCode {
+    match fetch(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let (policy, resolver) = args.policy.build()?;
+    let mut request = warden_egress::FetchRequest::get(args.url.clone());
+    request.method = args
+        .method
+        .to_uppercase()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--method {}: not an HTTP method", args.method))?;
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--header {header}: expected NAME:VALUE"))?;
+        request.headers.push((name.to_string(), value.to_string()));
+    }
+    request.body = match &args.data {
+        Some(data) => match data.strip_prefix('@') {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("--data @{path}: {e}"))?)
+            }
+            None => Some(data.clone().into_bytes()),
+        },
+        None => None,
+    };
+    request.max_bytes = args.max_bytes;
+    request.timeout = seconds("timeout", args.timeout)?;
+    request.connect_timeout = seconds("connect-timeout", args.connect_timeout)?;
+    match warden_egress::fetch(&policy, &resolver, &request) {
+        Ok(response) => {
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                #[derive(Serialize)]
+                struct Summary<'a> {
+                    #[serde(flatten)]
+                    response: &'a warden_egress::FetchResponse,
+                    body: String,
+                    body_bytes: usize,
+                }
+                let summary = Summary {
+                    response: &response,
+                    body: String::from_utf8_lossy(&response.body).into_owned(),
+                    body_bytes: response.body.len(),
+                };
+                writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+            } else {
+                out.write_all(&response.body)?;
+                if response.truncated {
+                    eprintln!(
+                        "warden: response truncated at {} bytes (--max-bytes)",
+                        args.max_bytes
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(warden_egress::FetchError::Denied { url, denial }) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"allowed": false, "url": url, "denial": denial, "reason": denial.to_string()})
+                );
+            }
+            eprintln!("warden: denied: {url}: {denial}");
+            Ok(ExitCode::from(if matches!(denial, Denial::Parse { .. }) {
+                EXIT_USAGE
+            } else {
+                EXIT_DENIED
+            }))
+        }
+        Err(e @ warden_egress::FetchError::BadHeader(_)) => Err(e.into()),
+        Err(e) => {
+            eprintln!("warden: fetch failed: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 /// Options of `warden url check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {

@@ -20,13 +20,17 @@
 //!
 //! # Limitations
 //!
-//! This crate decides; it does not connect. `warden fetch`, the forward proxy and the
-//! sandbox's proxy mode are not built yet.
+//! [`fetch()`] makes one request through the policy; the forward proxy and the sandbox's
+//! proxy mode are not built yet.
 
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod fetch;
 pub mod url_policy;
 
 pub use address::{AddressDecision, AddressPolicy, SpecialRange};
-pub use url_policy::{BadOverride, BadPattern, Denial, Resolver, Target, UrlPolicy, BLOCKED_NAMES};
+pub use fetch::{fetch, FetchError, FetchRequest, FetchResponse, Hop};
+pub use url_policy::{
+    BadOverride, BadPattern, CustomResolve, Denial, Resolver, Target, UrlPolicy, BLOCKED_NAMES,
+};

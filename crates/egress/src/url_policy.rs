@@ -376,11 +376,28 @@ impl UrlPolicy {
 
 /// Resolves names: explicit overrides first (`--resolve HOST=ADDR`), then the system resolver
 /// with a timeout. Overrides are still judged by the address policy like any answer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Resolver {
     overrides: Vec<(String, IpAddr)>,
     timeout: Duration,
     system: bool,
+    custom: Option<CustomResolve>,
+}
+
+/// A caller-supplied resolution function (host, port) → addresses, used instead of the system
+/// resolver (embedding, tests).
+pub type CustomResolve =
+    std::sync::Arc<dyn Fn(&str, u16) -> Result<Vec<IpAddr>, String> + Send + Sync>;
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("overrides", &self.overrides)
+            .field("timeout", &self.timeout)
+            .field("system", &self.system)
+            .field("custom", &self.custom.is_some())
+            .finish()
+    }
 }
 
 impl Default for Resolver {
@@ -389,6 +406,7 @@ impl Default for Resolver {
             overrides: Vec::new(),
             timeout: Duration::from_secs(5),
             system: true,
+            custom: None,
         }
     }
 }
@@ -428,6 +446,12 @@ impl Resolver {
         self
     }
 
+    /// Resolves names without an override through `resolve` instead of the system resolver.
+    pub fn with_custom(mut self, resolve: CustomResolve) -> Self {
+        self.custom = Some(resolve);
+        self
+    }
+
     /// Resolves `host` (canonical form) for `port`.
     ///
     /// # Errors
@@ -442,6 +466,19 @@ impl Resolver {
             .collect();
         if !overridden.is_empty() {
             return Ok(overridden);
+        }
+        if let Some(custom) = &self.custom {
+            return match custom(host, port) {
+                Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+                Ok(_) => Err(Denial::Resolve {
+                    host: host.to_string(),
+                    reason: "no addresses".into(),
+                }),
+                Err(reason) => Err(Denial::Resolve {
+                    host: host.to_string(),
+                    reason,
+                }),
+            };
         }
         if !self.system {
             return Err(Denial::Resolve {

@@ -83,3 +83,73 @@ fn bad_policy_flags_exit_2() {
         2
     );
 }
+
+/// A loopback server answering every request with `response` (raw HTTP/1.1).
+fn serve_once_each(response: &'static str) -> u16 {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+fn fetch(args: &[&str]) -> (i32, String, String) {
+    let out = warden().arg("fetch").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn fetch_prints_the_body_of_an_allowed_server() {
+    let port =
+        serve_once_each("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    let p = port.to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, out, err) = fetch(&["--allow-cidr", "127.0.0.1/32", "--allow-port", &p, &url]);
+    assert_eq!((code, out.as_str()), (0, "hello"), "{err}");
+    let (code, out, _) = fetch(&[
+        "--json",
+        "--allow-cidr",
+        "127.0.0.1/32",
+        "--allow-port",
+        &p,
+        &url,
+    ]);
+    assert_eq!(code, 0);
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["status"], 200);
+    assert_eq!(summary["body"], "hello");
+    assert_eq!(summary["connected_address"], format!("127.0.0.1:{port}"));
+    // Without the explicit allow, loopback is denied before anything connects.
+    assert_eq!(fetch(&["--allow-port", &p, &url]).0, 3);
+}
+
+#[test]
+fn fetch_stops_a_redirect_to_metadata_with_exit_3() {
+    let port = serve_once_each("HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let p = port.to_string();
+    let (code, _, err) = fetch(&[
+        "--allow-cidr",
+        "127.0.0.1/32",
+        "--allow-port",
+        &p,
+        "--allow-port",
+        "80",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("169.254.0.0/16"), "{err}");
+}
