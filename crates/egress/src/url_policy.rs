@@ -131,6 +131,14 @@ fn address_reason(host: &str, address: IpAddr, decision: &AddressDecision) -> St
     }
 }
 
+/// A [`Denial::Resolve`] for `host`.
+fn unresolved(host: impl Into<String>, reason: impl Into<String>) -> Denial {
+    Denial::Resolve {
+        host: host.into(),
+        reason: reason.into(),
+    }
+}
+
 /// A destination that passed the URL checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Target {
@@ -178,13 +186,25 @@ impl DomainPattern {
 
     fn matches(&self, host: &str) -> bool {
         if self.wildcard {
-            host.len() > self.name.len()
-                && host.ends_with(&self.name)
-                && host.as_bytes()[host.len() - self.name.len() - 1] == b'.'
+            is_subdomain(host, &self.name)
         } else {
             host == self.name
         }
     }
+}
+
+fn parse_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<Vec<DomainPattern>, BadPattern> {
+    patterns
+        .iter()
+        .map(|p| DomainPattern::parse(p.as_ref()))
+        .collect()
+}
+
+/// Whether `host` is a proper subdomain of `suffix` (`a.example.com` of `example.com`).
+fn is_subdomain(host: &str, suffix: &str) -> bool {
+    host.len() > suffix.len()
+        && host.ends_with(suffix)
+        && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
 }
 
 /// Lowercase ASCII without one trailing dot (`example.com.` is `example.com`).
@@ -195,11 +215,7 @@ fn normalise(domain: &str) -> &str {
 /// Does `host` match the blocked-name pattern?
 fn matches_blocked(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => {
-            host.len() > suffix.len()
-                && host.ends_with(suffix)
-                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-        }
+        Some(suffix) => is_subdomain(host, suffix),
         None => host == pattern,
     }
 }
@@ -234,10 +250,7 @@ impl UrlPolicy {
     ///
     /// [`BadPattern`] for a pattern that is not a domain name.
     pub fn with_allow_domains<S: AsRef<str>>(mut self, patterns: &[S]) -> Result<Self, BadPattern> {
-        self.allow_domains = patterns
-            .iter()
-            .map(|p| DomainPattern::parse(p.as_ref()))
-            .collect::<Result<_, _>>()?;
+        self.allow_domains = parse_patterns(patterns)?;
         Ok(self)
     }
 
@@ -247,10 +260,7 @@ impl UrlPolicy {
     ///
     /// [`BadPattern`] for a pattern that is not a domain name.
     pub fn with_deny_domains<S: AsRef<str>>(mut self, patterns: &[S]) -> Result<Self, BadPattern> {
-        self.deny_domains = patterns
-            .iter()
-            .map(|p| DomainPattern::parse(p.as_ref()))
-            .collect::<Result<_, _>>()?;
+        self.deny_domains = parse_patterns(patterns)?;
         Ok(self)
     }
 
@@ -353,10 +363,7 @@ impl UrlPolicy {
         addresses: &[IpAddr],
     ) -> Result<Target, Denial> {
         if addresses.is_empty() {
-            return Err(Denial::Resolve {
-                host: target.host,
-                reason: "no addresses".into(),
-            });
+            return Err(unresolved(target.host, "no addresses"));
         }
         for &address in addresses {
             let decision = self.address.check(address);
@@ -470,21 +477,12 @@ impl Resolver {
         if let Some(custom) = &self.custom {
             return match custom(host, port) {
                 Ok(addrs) if !addrs.is_empty() => Ok(addrs),
-                Ok(_) => Err(Denial::Resolve {
-                    host: host.to_string(),
-                    reason: "no addresses".into(),
-                }),
-                Err(reason) => Err(Denial::Resolve {
-                    host: host.to_string(),
-                    reason,
-                }),
+                Ok(_) => Err(unresolved(host, "no addresses")),
+                Err(reason) => Err(unresolved(host, reason)),
             };
         }
         if !self.system {
-            return Err(Denial::Resolve {
-                host: host.to_string(),
-                reason: "no override for this name".into(),
-            });
+            return Err(unresolved(host, "no override for this name"));
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let query = format!("{host}:{port}");
@@ -497,18 +495,12 @@ impl Resolver {
         });
         match rx.recv_timeout(self.timeout) {
             Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-            Ok(Ok(_)) => Err(Denial::Resolve {
-                host: host.to_string(),
-                reason: "no addresses".into(),
-            }),
-            Ok(Err(e)) => Err(Denial::Resolve {
-                host: host.to_string(),
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(Denial::Resolve {
-                host: host.to_string(),
-                reason: format!("no answer within {:?}", self.timeout),
-            }),
+            Ok(Ok(_)) => Err(unresolved(host, "no addresses")),
+            Ok(Err(e)) => Err(unresolved(host, e.to_string())),
+            Err(_) => Err(unresolved(
+                host,
+                format!("no answer within {:?}", self.timeout),
+            )),
         }
     }
 }
