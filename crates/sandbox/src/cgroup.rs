@@ -1129,10 +1129,15 @@ mod tests {
 ";
 
     fn limits() -> CgroupLimits {
+        limits_of(512 << 20, 256, 1.5)
+    }
+
+    /// Limits with `memory_bytes`, `pids` and `cpus`.
+    pub(super) fn limits_of(memory_bytes: u64, pids: u64, cpus: f64) -> CgroupLimits {
         CgroupLimits {
-            memory_bytes: 512 << 20,
-            pids: 256,
-            cpus: 1.5,
+            memory_bytes,
+            pids,
+            cpus,
         }
     }
 
@@ -1382,15 +1387,8 @@ mod tests {
         let cg = Cgroup::create(&CgroupHost::v2(root.clone()), "warden", "x", &limits()).unwrap();
         let dir = root.join("warden/x");
         fs::write(dir.join("memory.swap.max"), "max\n").unwrap();
-        cg.apply_limits(
-            &CgroupLimits {
-                memory_bytes: 64 << 20,
-                pids: 8,
-                cpus: 0.001,
-            },
-            1000,
-        )
-        .unwrap();
+        cg.apply_limits(&limits_of(64 << 20, 8, 0.001), 1000)
+            .unwrap();
         assert_eq!(read(dir.join("memory.swap.max")), "0");
         assert_eq!(read(dir.join("memory.max")), "67108864");
         assert_eq!(read(dir.join("cpu.max")), "1000 100000");
@@ -1450,15 +1448,8 @@ mod tests {
             .path()
             .join("memory/warden/x/memory.memsw.limit_in_bytes");
         fs::write(&memsw, "9223372036854771712\n").unwrap();
-        cg.apply_limits(
-            &CgroupLimits {
-                memory_bytes: 32 << 20,
-                pids: 8,
-                cpus: 2.0,
-            },
-            200_000,
-        )
-        .unwrap();
+        cg.apply_limits(&limits_of(32 << 20, 8, 2.0), 200_000)
+            .unwrap();
         assert_eq!(read(&memsw), "33554432");
         assert_eq!(
             read(tmp.path().join("memory/warden/x/memory.limit_in_bytes")),
@@ -1837,6 +1828,7 @@ mod real {
     use std::os::unix::process::ExitStatusExt;
     use std::process::{Child, Command, Stdio};
 
+    use super::tests::limits_of;
     use super::*;
 
     fn real_host() -> Option<CgroupHost> {
@@ -1911,11 +1903,7 @@ mod real {
     fn limits_join_kill_remove() {
         let Some(host) = real_host() else { return };
         let parent = unique("warden-test");
-        let limits = CgroupLimits {
-            memory_bytes: 64 << 20,
-            pids: 8,
-            cpus: 0.5,
-        };
+        let limits = limits_of(64 << 20, 8, 0.5);
         let cg = Cgroup::create(&host, &parent, "run", &limits).unwrap();
 
         // The kernel reads back the limits.
@@ -1958,11 +1946,7 @@ mod real {
     fn pids_limit_stops_a_fork_loop_and_kill_all_empties_it() {
         let Some(host) = real_host() else { return };
         let parent = unique("warden-test");
-        let limits = CgroupLimits {
-            memory_bytes: 64 << 20,
-            pids: 8,
-            cpus: 1.0,
-        };
+        let limits = limits_of(64 << 20, 8, 1.0);
         let cg = Cgroup::create(&host, &parent, "run", &limits).unwrap();
         // Forks 16 sleepers, counting the forks that succeed, then sleeps itself.
         let script = "exec /usr/bin/python3 -c '
@@ -2000,11 +1984,7 @@ time.sleep(30)
     fn memory_hog_is_oom_killed_and_counted() {
         let Some(host) = real_host() else { return };
         let parent = unique("warden-test");
-        let limits = CgroupLimits {
-            memory_bytes: 32 << 20,
-            pids: 16,
-            cpus: 1.0,
-        };
+        let limits = limits_of(32 << 20, 16, 1.0);
         let cg = Cgroup::create(&host, &parent, "run", &limits).unwrap();
         let mut child = gated("exec /usr/bin/python3 -c 'b = bytearray(200 * 1024 * 1024)'");
         cg.add_process(child.id()).unwrap();
@@ -2031,11 +2011,7 @@ time.sleep(30)
             return;
         }
         let parent = unique("warden-test");
-        let limits = CgroupLimits {
-            memory_bytes: 64 << 20,
-            pids: 8,
-            cpus: 0.2,
-        };
+        let limits = limits_of(64 << 20, 8, 0.2);
         let cg = Cgroup::create(&host, &parent, "run", &limits).unwrap();
         // Spins for 1 s of wall time; at 0.2 CPU it can get about 0.2 s of CPU.
         let mut child = gated(
@@ -2057,11 +2033,7 @@ time.sleep(30)
     fn drop_kills_and_removes() {
         let Some(host) = real_host() else { return };
         let parent = unique("warden-test");
-        let limits = CgroupLimits {
-            memory_bytes: 64 << 20,
-            pids: 8,
-            cpus: 1.0,
-        };
+        let limits = limits_of(64 << 20, 8, 1.0);
         let cg = Cgroup::create(&host, &parent, "run", &limits).unwrap();
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         cg.add_process(child.id()).unwrap();
@@ -2088,11 +2060,7 @@ time.sleep(30)
         }
         let broken = CgroupHost::v1(broken);
         let parent = unique("warden-test");
-        let limits = CgroupLimits {
-            memory_bytes: 64 << 20,
-            pids: 8,
-            cpus: 1.0,
-        };
+        let limits = limits_of(64 << 20, 8, 1.0);
         let err = Cgroup::create(&broken, &format!("{parent}/nested"), "run", &limits).unwrap_err();
         assert!(
             matches!(err, CgroupError::Io { op: "mkdir", .. }),
@@ -2111,11 +2079,7 @@ time.sleep(30)
     fn existing_name_is_refused_without_touching_the_first() {
         let Some(host) = real_host() else { return };
         let parent = unique("warden-test");
-        let limits = CgroupLimits {
-            memory_bytes: 64 << 20,
-            pids: 8,
-            cpus: 1.0,
-        };
+        let limits = limits_of(64 << 20, 8, 1.0);
         let first = Cgroup::create(&host, &parent, "run", &limits).unwrap();
         let err = Cgroup::create(&host, &parent, "run", &limits).unwrap_err();
         assert!(
