@@ -291,18 +291,21 @@ impl CgroupHost {
     ///
     /// [`CgroupError::Io`] when `/proc/self/mountinfo` cannot be read.
     pub fn detect() -> Result<Option<CgroupHost>, CgroupError> {
-        let path = Path::new("/proc/self/mountinfo");
-        let mountinfo = read_file(path)?;
-        let Some(mut host) = CgroupHost::from_mountinfo(&mountinfo) else {
-            return Ok(None);
-        };
+        let mountinfo = read_file(Path::new("/proc/self/mountinfo"))?;
+        Ok(CgroupHost::detect_from(&mountinfo))
+    }
+
+    /// [`CgroupHost::detect`] from `mountinfo` text the caller already read (the host probe
+    /// reads `/proc/self/mountinfo` once for several checks).
+    pub fn detect_from(mountinfo: &str) -> Option<CgroupHost> {
+        let mut host = CgroupHost::from_mountinfo(mountinfo)?;
         if let Ok(own) = fs::read_to_string("/proc/self/cgroup") {
             host.own_cgroup = own
                 .lines()
                 .find_map(|l| l.strip_prefix("0::"))
                 .map(str::to_string);
         }
-        Ok(Some(host))
+        Some(host)
     }
 
     /// Chooses a hierarchy from the text of a `mountinfo` file.

@@ -42,6 +42,16 @@ impl Run {
     pub fn exit_code(&self) -> Option<i64> {
         self.outcome["exit_code"].as_i64()
     }
+    /// Asserts the program made no call the seccomp policy denies.
+    pub fn assert_no_violations(&self) {
+        assert_eq!(
+            self.outcome["seccomp_violations"],
+            serde_json::json!([]),
+            "{}",
+            self.outcome
+        );
+    }
+
     /// Count of denials of `syscall` in `seccomp_violations`.
     pub fn violations(&self, syscall: &str) -> u64 {
         self.outcome["seccomp_violations"]

@@ -9,31 +9,21 @@ fn python_computes_and_prints() {
     let r = python(&[], "print(sum(range(10)), 2 ** 100)");
     assert_eq!(r.stdout(), "45 1267650600228229401496703205376\n");
     assert_eq!(r.exit_code(), Some(0));
-    assert_eq!(r.outcome["seccomp_violations"], serde_json::json!([]));
+    r.assert_no_violations();
 }
 
 #[test]
 fn numpy_computes() {
     let r = python(&[], "import numpy as np\na = np.random.default_rng(0).random((200, 200))\nprint(round(float(np.abs(np.linalg.inv(a) @ a - np.eye(200)).max()), 6))");
     assert_eq!(r.stdout().trim(), "0.0", "{}", r.stderr());
-    assert_eq!(
-        r.outcome["seccomp_violations"],
-        serde_json::json!([]),
-        "{}",
-        r.outcome
-    );
+    r.assert_no_violations();
 }
 
 #[test]
 fn pandas_computes() {
     let r = python(&[], "import pandas as pd\ndf = pd.DataFrame({'k': ['a', 'b', 'a'], 'v': [1, 2, 3]})\nprint(df.groupby('k').v.sum().to_dict())");
     assert_eq!(r.stdout().trim(), "{'a': 4, 'b': 2}", "{}", r.stderr());
-    assert_eq!(
-        r.outcome["seccomp_violations"],
-        serde_json::json!([]),
-        "{}",
-        r.outcome
-    );
+    r.assert_no_violations();
 }
 
 #[test]
@@ -55,12 +45,7 @@ print(uuid.uuid1().version, uuid.uuid4().version)";
         "{}",
         r.stderr()
     );
-    assert_eq!(
-        r.outcome["seccomp_violations"],
-        serde_json::json!([]),
-        "{}",
-        r.outcome
-    );
+    r.assert_no_violations();
 }
 
 #[test]
@@ -84,12 +69,7 @@ fn bash_and_node_run() {
     assert_eq!(r.stdout().trim(), "3 5");
     let r = run_json(&[], &["node", "-e", "const os = require('os'); console.log(JSON.stringify([1,2].map(x => x * 21)), os.cpus().length > 0)"]);
     assert_eq!(r.stdout().trim(), "[21,42] true", "{}", r.stderr());
-    assert_eq!(
-        r.outcome["seccomp_violations"],
-        serde_json::json!([]),
-        "{}",
-        r.outcome
-    );
+    r.assert_no_violations();
 }
 
 #[test]
