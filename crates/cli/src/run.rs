@@ -225,6 +225,7 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
         stdout: (!args.json).then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>),
         stderr: (!args.json).then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>),
         cancel: Some(Arc::clone(&cancel)),
+        on_listener: None,
     };
     let outcome = sandbox.run_with(&spec, io)?;
     let signal = received.load(Ordering::SeqCst);

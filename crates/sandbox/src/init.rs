@@ -271,6 +271,14 @@ fn pid1(control: &OwnedFd, cfg: &InitConfig) -> Step<i32> {
     // UTS and network namespaces are ours: a neutral hostname, loopback up (nothing else).
     sys::sethostname("warden").step("sethostname")?;
     sys::loopback_up().step("bring up lo")?;
+    if let Some(port) = cfg.spec.loopback_listener {
+        // Created here, so it belongs to the sandbox's network namespace; the supervisor's
+        // side accepts on it and makes the real connections from the host's namespace.
+        let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+            .step("listen on the loopback listener port")?;
+        proto::send(control, &Msg::Listener, &[listener.as_raw_fd()])
+            .step("send the loopback listener")?;
+    }
 
     // Block the signals we handle synchronously before forking, so none is lost.
     let mut waited = vec![libc::SIGCHLD];
@@ -706,7 +714,7 @@ fn prepare_program(control: &OwnedFd, cfg: &InitConfig) -> Step<Exec> {
     // L9: landlock.
     let abi = if cfg.landlock {
         Some(
-            crate::landlock::restrict_self(&spec.ro_paths)
+            crate::landlock::restrict_self(&spec.ro_paths, spec.loopback_listener)
                 .map_err(|e| library_failure("landlock", &e))?,
         )
     } else {

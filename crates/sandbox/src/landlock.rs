@@ -12,7 +12,8 @@
 //! | `/tmp`, `/dev/shm`, [`crate::WORKDIR`] | all file-system rights but execute (workdir: with execute) |
 //! | `/dev` | write files (`/dev/null`, …) |
 //!
-//! From ABI 4 TCP `bind` and `connect` are handled with no port allowed; from ABI 6 signals
+//! From ABI 4 TCP `bind` and `connect` are handled with no port allowed, except `connect` to
+//! the port of [`crate::Spec::loopback_listener`] when one is set; from ABI 6 signals
 //! and abstract unix sockets are scoped to the sandbox's own landlock domain.
 //!
 //! # Limitations
@@ -24,8 +25,8 @@
 use std::path::PathBuf;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, RestrictionStatus, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, NetPort, RestrictionStatus, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI,
 };
 
 use crate::{sys, WORKDIR};
@@ -69,14 +70,18 @@ pub fn kernel_abi() -> Result<u32, LandlockError> {
 }
 
 /// Restricts the calling process (and its future children) to the sandbox's file-system view,
-/// denies TCP bind/connect and scopes signals and abstract unix sockets. Requires
+/// denies TCP bind and connect (but connect to `connect_port`, the sandbox's loopback
+/// listener, when given) and scopes signals and abstract unix sockets. Requires
 /// `no_new_privs` or `CAP_SYS_ADMIN`. Returns the ABI version enforced.
 ///
 /// # Errors
 ///
 /// [`LandlockError`] when the kernel lacks landlock or does not enforce the ruleset: callers
 /// must treat that as the layer missing, never run on silently.
-pub fn restrict_self(runtime_paths: &[PathBuf]) -> Result<u32, LandlockError> {
+pub fn restrict_self(
+    runtime_paths: &[PathBuf],
+    connect_port: Option<u16>,
+) -> Result<u32, LandlockError> {
     let version = kernel_abi()?;
     let abi = crate_abi(version);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
@@ -90,8 +95,11 @@ pub fn restrict_self(runtime_paths: &[PathBuf]) -> Result<u32, LandlockError> {
     if version >= 6 {
         ruleset = ruleset.scope(Scope::from_all(abi))?;
     }
-    let status: RestrictionStatus = ruleset
-        .create()?
+    let mut created = ruleset.create()?;
+    if let (Some(port), true) = (connect_port, version >= 4) {
+        created = created.add_rule(NetPort::new(port, AccessNet::ConnectTcp))?;
+    }
+    let status: RestrictionStatus = created
         .add_rules(path_beneath_rules(["/"], read))?
         .add_rules(path_beneath_rules(runtime_paths, read_exec))?
         .add_rules(path_beneath_rules(["/tmp", "/dev/shm"], scratch))?

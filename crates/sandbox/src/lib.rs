@@ -51,7 +51,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use size::{format_size, parse_size, SizeError};
-pub use supervisor::{CancelFlag, RunIo, Sandbox, DEFAULT_UID_BASE, MAX_INPUT_BYTES};
+pub use supervisor::{
+    CancelFlag, ListenerHandler, RunIo, Sandbox, DEFAULT_UID_BASE, DEFAULT_UID_COUNT,
+    MAX_INPUT_BYTES,
+};
 
 /// First argument that makes the `warden` binary (or any binary that embeds this crate) run
 /// [`init::main`] instead of its normal entry point.
@@ -292,6 +295,13 @@ pub struct Spec {
     /// Host directories bind-mounted read-only at the same path (runtime: `/usr`, `/lib`, …).
     /// Missing ones are skipped; symlinks (merged-`/usr` hosts) are recreated as symlinks.
     pub ro_paths: Vec<PathBuf>,
+    /// A TCP port on `127.0.0.1` *inside* the sandbox's network namespace where the sandbox's
+    /// PID 1 listens before the program starts. The listening socket is handed to
+    /// [`RunIo::on_listener`], whose owner serves it from the host side (Warden's egress proxy
+    /// does). Landlock lets the program connect to this TCP port and no other. `None`
+    /// (the default): the network namespace has only `lo` and nothing listens on it.
+    #[serde(default)]
+    pub loopback_listener: Option<u16>,
 }
 
 /// Host directories exposed read-only by default: what python3, sh/bash, node and coreutils
@@ -316,6 +326,7 @@ impl Spec {
             limits: Limits::default(),
             allow_missing: BTreeSet::new(),
             ro_paths: DEFAULT_RO_PATHS.iter().map(PathBuf::from).collect(),
+            loopback_listener: None,
         }
     }
 }
@@ -443,4 +454,18 @@ pub enum Error {
     /// The control channel to the sandbox init broke.
     #[error("sandbox control channel: {0}")]
     Protocol(String),
+    /// [`Spec::loopback_listener`] is set but [`RunIo::on_listener`] is not: nothing would
+    /// serve the connections the program makes.
+    #[error("spec.loopback_listener is set but no RunIo::on_listener receives the listener")]
+    ListenerWithoutServer,
+    /// A uid range for the sandbox's user namespace that this host cannot map.
+    #[error("uid range {base}..{end} cannot be used: {reason}")]
+    UidRange {
+        /// First host uid.
+        base: u32,
+        /// One past the last host uid.
+        end: u64,
+        /// Why.
+        reason: String,
+    },
 }

@@ -2,7 +2,7 @@
 //!
 //! A `SOCK_STREAM` unix socket carrying frames of a 4-byte little-endian length followed by a
 //! JSON [`Msg`]. File descriptors travel as `SCM_RIGHTS` on the first byte of the frame that
-//! announces them ([`Msg::Pid1`], [`Msg::SeccompListener`]) and are queued in arrival order.
+//! announces them ([`Msg::Pid1`], [`Msg::Listener`], [`Msg::SeccompListener`]) and are queued in arrival order.
 //! The sandboxed program never holds this socket: it is close-on-exec in the init.
 
 use std::collections::VecDeque;
@@ -51,6 +51,9 @@ pub(crate) enum Msg {
     Pid1 { host_pid: i32 },
     /// Program process → supervisor: seccomp filter installed; carries the listener fd.
     SeccompListener,
+    /// PID 1 → supervisor: the TCP listener of `spec.loopback_listener`, created inside the
+    /// sandbox's network namespace; carries the socket fd.
+    Listener,
     /// Program process → supervisor: landlock enforced with this ABI (or not at all).
     Landlock { abi: Option<u32> },
     /// Program process → supervisor: `execve` failed.

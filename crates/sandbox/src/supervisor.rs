@@ -30,8 +30,11 @@ pub type CancelFlag = Arc<AtomicBool>;
 /// missing on this host. For tests of the fail-closed path; it never adds a layer.
 pub const PRETEND_MISSING_ENV: &str = "WARDEN_PRETEND_MISSING";
 
-/// First host uid of the 65536 uids the sandbox's user namespace maps (sandbox uid 0 → this).
+/// First host uid of the uids the sandbox's user namespace maps (sandbox uid 0 → this).
 pub const DEFAULT_UID_BASE: u32 = 1_000_000_000;
+
+/// Number of uids (and gids) the sandbox's user namespace maps by default.
+pub const DEFAULT_UID_COUNT: u32 = 65_536;
 
 /// Largest total of input files one execution accepts (they travel in the control channel).
 pub const MAX_INPUT_BYTES: u64 = 128 << 20;
@@ -49,6 +52,7 @@ pub struct Sandbox {
     host: HostReport,
     cgroup_parent: String,
     uid_base: u32,
+    uid_count: u32,
 }
 
 /// Optional live sinks for the program's output (in addition to capture) and a cancel flag.
@@ -60,7 +64,15 @@ pub struct RunIo {
     pub stderr: Option<Box<dyn Write + Send>>,
     /// Stops the execution when set.
     pub cancel: Option<CancelFlag>,
+    /// Receives the listening socket of [`Spec::loopback_listener`] (created inside the
+    /// sandbox's network namespace, already listening) before the program starts; called once,
+    /// from the supervising thread, so it should hand the socket to a server and return.
+    /// Required when the spec asks for a listener.
+    pub on_listener: Option<ListenerHandler>,
 }
+
+/// Takes the sandbox's loopback listener (see [`RunIo::on_listener`]).
+pub type ListenerHandler = Box<dyn FnOnce(std::net::TcpListener) + Send>;
 
 impl Sandbox {
     /// A sandbox whose init side is `init_exe` started with [`INIT_ARG`] (normally the
@@ -98,7 +110,48 @@ impl Sandbox {
             host,
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
+            uid_count: DEFAULT_UID_COUNT,
         })
+    }
+
+    /// Maps sandbox uids/gids `0..count` to host ids `base..base+count` instead of the
+    /// default ([`DEFAULT_UID_BASE`], [`DEFAULT_UID_COUNT`]). Inside a container that runs in
+    /// its own user namespace (a Kubernetes pod with `hostUsers: false` maps 65536 ids), pick a
+    /// range that namespace maps, away from ids its files use, e.g. base 10000, count 2000.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UidRange`] when `count` does not cover the sandbox user ([`SANDBOX_UID`]),
+    /// `base` is 0 (root), the range overflows, or this process's own user namespace does not
+    /// map every id of it (`/proc/self/uid_map` and `gid_map`, user_namespaces(7)).
+    pub fn with_uid_range(mut self, base: u32, count: u32) -> Result<Self, Error> {
+        let end = u64::from(base) + u64::from(count);
+        let bad = |reason: String| Error::UidRange { base, end, reason };
+        if count <= SANDBOX_UID {
+            return Err(bad(format!(
+                "the count must exceed the sandbox user's uid {SANDBOX_UID}"
+            )));
+        }
+        if base == 0 {
+            return Err(bad(
+                "sandbox root must not be host root: use a base above 0".into(),
+            ));
+        }
+        if end > u64::from(u32::MAX) {
+            return Err(bad("the range ends past the largest uid".into()));
+        }
+        for file in ["/proc/self/uid_map", "/proc/self/gid_map"] {
+            let map = std::fs::read_to_string(file)
+                .map_err(|e| bad(format!("cannot read {file}: {e}")))?;
+            if !id_map_covers(&map, base, count) {
+                return Err(bad(format!(
+                    "{file} does not map every id of it; choose a range inside what it maps"
+                )));
+            }
+        }
+        self.uid_base = base;
+        self.uid_count = count;
+        Ok(self)
     }
 
     /// The host probe this sandbox decides layers from.
@@ -141,6 +194,9 @@ impl Sandbox {
                 bytes: input_bytes,
                 limit: input_limit,
             });
+        }
+        if spec.loopback_listener.is_some() && io.on_listener.is_none() {
+            return Err(Error::ListenerWithoutServer);
         }
         let missing = self.missing_layers(&spec.allow_missing)?;
         let has = |l: Layer| !missing.contains(&l);
@@ -186,7 +242,8 @@ impl Sandbox {
         };
 
         let cgroup_version = cgroup.as_ref().map(|c| c.version().to_string());
-        let mut run = Run::start(&self.init_exe, cgroup, &cfg, io, self.uid_base)?;
+        let ids = (self.uid_base, self.uid_count);
+        let mut run = Run::start(&self.init_exe, cgroup, &cfg, io, ids)?;
         let result = run.supervise(start + spec.limits.timeout);
         run.finish(start, result, missing, cgroup_version)
     }
@@ -209,6 +266,33 @@ impl Sandbox {
         }
         Ok(missing)
     }
+}
+
+/// Whether an id map (the text of `/proc/PID/uid_map`: lines of `inside outside count`)
+/// maps every id of `base..base+count` of that namespace.
+fn id_map_covers(map: &str, base: u32, count: u32) -> bool {
+    let mut ranges: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|line| {
+            let mut it = line.split_whitespace().map(str::parse::<u64>);
+            match (it.next(), it.next(), it.next()) {
+                (Some(Ok(inside)), Some(Ok(_)), Some(Ok(n))) => Some((inside, inside + n)),
+                _ => None,
+            }
+        })
+        .collect();
+    ranges.sort_unstable();
+    let mut next = u64::from(base);
+    let end = u64::from(base) + u64::from(count);
+    for (start, stop) in ranges {
+        if start <= next && stop > next {
+            next = stop;
+        }
+        if next >= end {
+            return true;
+        }
+    }
+    next >= end
 }
 
 /// Rejects input paths that are absolute outside the working directory or contain `..`.
@@ -281,6 +365,7 @@ struct Run {
     stderr: Option<JoinHandle<Captured>>,
     notify: Option<JoinHandle<Vec<Violation>>>,
     cancel: Option<CancelFlag>,
+    on_listener: Option<ListenerHandler>,
     exit: Option<(Option<i32>, Option<i32>)>,
     exec_error: Option<String>,
     setup_error: Option<String>,
@@ -294,7 +379,7 @@ impl Run {
         cgroup: Option<Cgroup>,
         cfg: &InitConfig,
         io: RunIo,
-        uid_base: u32,
+        ids: (u32, u32),
     ) -> Result<Run, Error> {
         let (control, child_end) = UnixStream::pair().map_err(sys_err("socketpair"))?;
         let mut cmd = Command::new(init_exe);
@@ -370,13 +455,14 @@ impl Run {
             stderr,
             notify: None,
             cancel: io.cancel,
+            on_listener: io.on_listener,
             exit: None,
             exec_error: None,
             setup_error: None,
             landlock_abi: None,
             timed_out: false,
         };
-        if let Err(e) = run.handshake(cfg, uid_base) {
+        if let Err(e) = run.handshake(cfg, ids) {
             run.kill();
             let _ = sys::wait4(run.stage1_pid, 0);
             return Err(run.setup_error.take().map(Error::Setup).unwrap_or(e));
@@ -391,7 +477,11 @@ impl Run {
     /// cgroup (on cgroup v1 a process's first migration waits for an RCU grace period, several
     /// milliseconds) thus overlaps with the init's start-up, and nothing of the sandbox runs
     /// outside the cgroup; the cgroup namespace's root is the execution's own cgroup.
-    fn handshake(&mut self, cfg: &InitConfig, uid_base: u32) -> Result<(), Error> {
+    fn handshake(
+        &mut self,
+        cfg: &InitConfig,
+        (uid_base, uid_count): (u32, u32),
+    ) -> Result<(), Error> {
         proto::send(&self.control, &Msg::Config(Box::new(cfg.clone())), &[])
             .map_err(sys_err("send config"))?;
         if let Some(cg) = &self.cgroup {
@@ -410,9 +500,9 @@ impl Run {
             other => return Err(Error::Protocol(format!("expected Unshared, got {other:?}"))),
         }
         if cfg.userns {
-            // Sandbox uids 0..65536 map to host uids uid_base.. (user_namespaces(7)); the
+            // Sandbox uids 0..uid_count map to host uids uid_base.. (user_namespaces(7)); the
             // supervisor, root in the parent namespace, may write any range.
-            let map = format!("0 {uid_base} 65536\n");
+            let map = format!("0 {uid_base} {uid_count}\n");
             for file in ["uid_map", "gid_map"] {
                 let path = format!("/proc/{}/{file}", self.stage1_pid);
                 std::fs::write(&path, &map).map_err(sys_err("write id map"))?;
@@ -429,6 +519,11 @@ impl Run {
                     self.notify = Some(std::thread::spawn(move || {
                         crate::seccomp::serve_notifications(fd)
                     }));
+                }
+            }
+            Msg::Listener => {
+                if let (Some(fd), Some(serve)) = (self.rx.take_fd(), self.on_listener.take()) {
+                    serve(std::net::TcpListener::from(fd));
                 }
             }
             Msg::Landlock { abi } => self.landlock_abi = abi,
@@ -646,7 +741,43 @@ mod tests {
             },
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
+            uid_count: DEFAULT_UID_COUNT,
         }
+    }
+
+    #[test]
+    fn id_map_coverage() {
+        let host = "         0          0 4294967295\n";
+        assert!(id_map_covers(host, DEFAULT_UID_BASE, DEFAULT_UID_COUNT));
+        // A Kubernetes pod with hostUsers: false maps 65536 ids.
+        let pod = "         0 1879048192      65536\n";
+        assert!(id_map_covers(pod, 10_000, 2_000));
+        assert!(id_map_covers(pod, 1, 65_535));
+        assert!(!id_map_covers(pod, DEFAULT_UID_BASE, DEFAULT_UID_COUNT));
+        assert!(!id_map_covers(pod, 60_000, 6_000));
+        // Adjacent ranges join; a gap does not.
+        let split = "0 100000 1000\n1000 200000 1000\n3000 300000 10\n";
+        assert!(id_map_covers(split, 500, 1_500));
+        assert!(!id_map_covers(split, 500, 2_600));
+        assert!(!id_map_covers("", 1, 1));
+        assert!(!id_map_covers("garbage\n", 1, 1));
+    }
+
+    #[test]
+    fn uid_range_is_validated() {
+        let sb = sandbox_with(&[]);
+        for (base, count) in [(0, 65_536), (10_000, SANDBOX_UID), (u32::MAX - 10, 2_000)] {
+            assert!(
+                matches!(
+                    sb.clone().with_uid_range(base, count),
+                    Err(Error::UidRange { .. })
+                ),
+                "{base} {count}"
+            );
+        }
+        // This test process runs in the initial user namespace, which maps every id.
+        let sb = sb.with_uid_range(10_000, 2_000).unwrap();
+        assert_eq!((sb.uid_base, sb.uid_count), (10_000, 2_000));
     }
 
     #[test]

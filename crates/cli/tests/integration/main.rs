@@ -4,6 +4,7 @@
 //! - `programs`: ordinary programs that must keep working under every layer.
 //! - `cli`: flags, exit statuses and the JSON contract.
 //! - `egress`: `warden url check` against the egress policy.
+//! - `network`: the loopback listener the egress proxy is served on.
 //! - `teardown`: nothing of an execution is left on the host afterwards.
 
 // Test code: a failed setup step should panic with its message.
@@ -12,6 +13,7 @@
 mod attacks;
 mod cli;
 mod egress;
+mod network;
 mod programs;
 mod teardown;
 
