@@ -27,10 +27,12 @@
 
 pub mod address;
 pub mod fetch;
+pub mod proxy;
 pub mod url_policy;
 
 pub use address::{AddressDecision, AddressPolicy, SpecialRange};
 pub use fetch::{fetch, FetchError, FetchRequest, FetchResponse, Hop};
+pub use proxy::{serve, ConnectionLog, Decision, LogSink, ProxyConfig};
 pub use url_policy::{
     BadOverride, BadPattern, CustomResolve, Denial, Resolver, Target, UrlPolicy, BLOCKED_NAMES,
 };

@@ -14,14 +14,21 @@
 //!
 //! # Limitations
 //!
-//! Resolution here uses the system resolver (getaddrinfo) on a thread with a timeout, or
-//! explicit overrides; a caller that connects must use [`Target::addresses`] and never resolve
-//! the name again. HTTP redirects are new URLs and must be checked again.
+//! Resolution ([`Resolver`]) is explicit overrides, a caller's hook, or DNS through
+//! hickory-resolver (the name servers and hosts file of the system configuration, or explicit
+//! name servers) with a timeout; it is not the system's getaddrinfo, so NSS sources other than
+//! DNS and `/etc/hosts` (mDNS, LDAP, systemd-resolved's own names) are not consulted. A caller
+//! that connects must use [`Target::addresses`] and never resolve the name again. HTTP
+//! redirects are new URLs and must be checked again.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
 use serde::Serialize;
 use url::{Host, Url};
 
@@ -118,6 +125,26 @@ pub enum Denial {
         /// Why.
         reason: String,
     },
+}
+
+impl Denial {
+    /// The rule's name, as in the JSON form's `rule` field: `parse`, `scheme`, `userinfo`,
+    /// `no_host`, `port`, `blocked_name`, `domain_denied`, `domain_not_allowed`, `address` or
+    /// `resolve`.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Denial::Parse { .. } => "parse",
+            Denial::Scheme { .. } => "scheme",
+            Denial::Userinfo => "userinfo",
+            Denial::NoHost => "no_host",
+            Denial::Port { .. } => "port",
+            Denial::BlockedName { .. } => "blocked_name",
+            Denial::DomainDenied { .. } => "domain_denied",
+            Denial::DomainNotAllowed { .. } => "domain_not_allowed",
+            Denial::Address { .. } => "address",
+            Denial::Resolve { .. } => "resolve",
+        }
+    }
 }
 
 /// `10.0.0.5 is in 10.0.0.0/8 (…)`, prefixed with `NAME: ` when a name resolved to it.
@@ -381,18 +408,28 @@ impl UrlPolicy {
     }
 }
 
-/// Resolves names: explicit overrides first (`--resolve HOST=ADDR`), then the system resolver
-/// with a timeout. Overrides are still judged by the address policy like any answer.
+/// Resolves names: explicit overrides first (`--resolve HOST=ADDR`), then a caller's hook if
+/// one is set, then DNS through hickory-resolver (the name servers of `/etc/resolv.conf` and the
+/// hosts file, or explicit name servers), within a timeout. Every answer, overrides included,
+/// is still judged by the address policy; only judged addresses may be connected to.
+///
+/// Two entry points: [`Resolver::resolve_async`] for async callers (the forward proxy) and
+/// [`Resolver::resolve`], a blocking call that is safe from any thread, including a tokio
+/// worker (it runs the lookup on a thread of its own and blocks the caller until it ends).
 #[derive(Clone)]
 pub struct Resolver {
     overrides: Vec<(String, IpAddr)>,
     timeout: Duration,
     system: bool,
     custom: Option<CustomResolve>,
+    nameservers: Option<Vec<SocketAddr>>,
+    /// The DNS client of [`Resolver::resolve_async`], built on first use and kept (with its
+    /// cache) for the tokio runtime it was built in; shared by clones.
+    dns: Arc<Mutex<Option<(tokio::runtime::Id, TokioResolver)>>>,
 }
 
-/// A caller-supplied resolution function (host, port) → addresses, used instead of the system
-/// resolver (embedding, tests).
+/// A caller-supplied resolution function (host, port) → addresses, used instead of DNS
+/// (embedding, tests). It is called inline, also from async code, so it must not block long.
 pub type CustomResolve =
     std::sync::Arc<dyn Fn(&str, u16) -> Result<Vec<IpAddr>, String> + Send + Sync>;
 
@@ -403,6 +440,7 @@ impl fmt::Debug for Resolver {
             .field("timeout", &self.timeout)
             .field("system", &self.system)
             .field("custom", &self.custom.is_some())
+            .field("nameservers", &self.nameservers)
             .finish()
     }
 }
@@ -414,6 +452,8 @@ impl Default for Resolver {
             timeout: Duration::from_secs(5),
             system: true,
             custom: None,
+            nameservers: None,
+            dns: Arc::default(),
         }
     }
 }
@@ -453,18 +493,31 @@ impl Resolver {
         self
     }
 
-    /// Resolves names without an override through `resolve` instead of the system resolver.
+    /// Resolves names without an override through `resolve` instead of DNS.
     pub fn with_custom(mut self, resolve: CustomResolve) -> Self {
         self.custom = Some(resolve);
         self
     }
 
-    /// Resolves `host` (canonical form) for `port`.
-    ///
-    /// # Errors
-    ///
-    /// [`Denial::Resolve`] when nothing answers within the timeout.
-    pub fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, Denial> {
+    /// Asks these name servers (UDP, falling back to TCP for truncated answers) instead of
+    /// those of `/etc/resolv.conf`, with no search domains and without the hosts file. Port 53
+    /// is the usual one; tests run a server on `127.0.0.1:0`.
+    pub fn with_nameservers(mut self, servers: Vec<SocketAddr>) -> Self {
+        self.nameservers = Some(servers);
+        self.system = true;
+        self.dns = Arc::default();
+        self
+    }
+
+    /// Bounds one resolution (all DNS queries and retries of it) to `timeout`; 5 s by default.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self.dns = Arc::default();
+        self
+    }
+
+    /// The override or custom answer for `host`, when there is one; `None` when DNS must answer.
+    fn resolve_locally(&self, host: &str, port: u16) -> Option<Result<Vec<IpAddr>, Denial>> {
         let overridden: Vec<IpAddr> = self
             .overrides
             .iter()
@@ -472,37 +525,153 @@ impl Resolver {
             .map(|(_, a)| *a)
             .collect();
         if !overridden.is_empty() {
-            return Ok(overridden);
+            return Some(Ok(overridden));
         }
         if let Some(custom) = &self.custom {
-            return match custom(host, port) {
+            return Some(match custom(host, port) {
                 Ok(addrs) if !addrs.is_empty() => Ok(addrs),
                 Ok(_) => Err(unresolved(host, "no addresses")),
                 Err(reason) => Err(unresolved(host, reason)),
-            };
+            });
         }
         if !self.system {
-            return Err(unresolved(host, "no override for this name"));
+            return Some(Err(unresolved(host, "no override for this name")));
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let query = format!("{host}:{port}");
-        std::thread::spawn(move || {
-            let _ = tx.send(
-                query
-                    .to_socket_addrs()
-                    .map(|it| it.map(|a: SocketAddr| a.ip()).collect::<Vec<_>>()),
-            );
-        });
-        match rx.recv_timeout(self.timeout) {
-            Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-            Ok(Ok(_)) => Err(unresolved(host, "no addresses")),
-            Ok(Err(e)) => Err(unresolved(host, e.to_string())),
+        None
+    }
+
+    /// Resolves `host` (canonical form) for `port`, blocking the calling thread.
+    ///
+    /// Safe to call from any thread, also from inside a tokio runtime: the DNS lookup runs on
+    /// a thread of its own with a fresh single-threaded runtime and DNS client (no cache is kept
+    /// between calls). Async code should prefer [`Resolver::resolve_async`], which does not
+    /// block a worker thread and keeps a cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Denial::Resolve`] when the name does not resolve, resolves to nothing, or nothing
+    /// answers within the timeout.
+    pub fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, Denial> {
+        if let Some(answer) = self.resolve_locally(host, port) {
+            return answer;
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| unresolved(host, format!("cannot start a DNS client: {e}")))?;
+                    runtime.block_on(async {
+                        let dns = self
+                            .build_dns()
+                            .map_err(|reason| unresolved(host, reason))?;
+                        self.lookup(&dns, host).await
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err(unresolved(host, "the DNS lookup thread panicked")))
+        })
+    }
+
+    /// Resolves `host` (canonical form) for `port` without blocking: overrides, then the custom
+    /// hook, then DNS through hickory-resolver within the timeout.
+    ///
+    /// The DNS client (and its cache, which honours the answers' TTLs) is built on first use
+    /// and kept for the tokio runtime it was built in; a call from another runtime builds a new
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// [`Denial::Resolve`] when the name does not resolve, resolves to nothing, or nothing
+    /// answers within the timeout.
+    pub async fn resolve_async(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, Denial> {
+        if let Some(answer) = self.resolve_locally(host, port) {
+            return answer;
+        }
+        let dns = self
+            .cached_dns()
+            .map_err(|reason| unresolved(host, reason))?;
+        self.lookup(&dns, host).await
+    }
+
+    /// The DNS client for the current tokio runtime, built when there is none for it yet.
+    fn cached_dns(&self) -> Result<TokioResolver, String> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| format!("resolve_async needs a tokio runtime: {e}"))?
+            .id();
+        let mut slot = self
+            .dns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((id, dns)) = slot.as_ref() {
+            if *id == runtime {
+                return Ok(dns.clone());
+            }
+        }
+        let dns = self.build_dns()?;
+        *slot = Some((runtime, dns.clone()));
+        Ok(dns)
+    }
+
+    /// A hickory resolver: the system configuration (`/etc/resolv.conf`, hosts file) or the
+    /// explicit name servers, asking for A and AAAA records together (every address of both
+    /// answers is judged), with the per-query timeout capped at ours.
+    fn build_dns(&self) -> Result<TokioResolver, String> {
+        let provider = TokioRuntimeProvider::default();
+        let mut builder = match &self.nameservers {
+            None => TokioResolver::builder(provider)
+                .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
+            Some(servers) => {
+                let config = ResolverConfig::from_name_servers(
+                    servers.iter().map(|s| name_server(*s)).collect(),
+                );
+                let mut builder = TokioResolver::builder_with_config(config, provider);
+                builder.options_mut().use_hosts_file = ResolveHosts::Never;
+                builder
+            }
+        };
+        let options = builder.options_mut();
+        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        options.timeout = options.timeout.min(self.timeout);
+        options.try_tcp_on_error = true;
+        builder
+            .build()
+            .map_err(|e| format!("cannot start a DNS client: {e}"))
+    }
+
+    /// One A+AAAA lookup of `host` through `dns`, bounded by the timeout.
+    async fn lookup(&self, dns: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, Denial> {
+        match tokio::time::timeout(self.timeout, dns.lookup_ip(host)).await {
             Err(_) => Err(unresolved(
                 host,
                 format!("no answer within {:?}", self.timeout),
             )),
+            Ok(Err(e)) => Err(unresolved(host, e.to_string())),
+            Ok(Ok(answer)) => {
+                let mut addresses: Vec<IpAddr> = Vec::new();
+                for address in answer.iter() {
+                    if !addresses.contains(&address) {
+                        addresses.push(address);
+                    }
+                }
+                if addresses.is_empty() {
+                    Err(unresolved(host, "no addresses"))
+                } else {
+                    Ok(addresses)
+                }
+            }
         }
     }
+}
+
+/// A name server at `address`, asked over UDP first and TCP when the answer is truncated.
+fn name_server(address: SocketAddr) -> NameServerConfig {
+    let mut config = NameServerConfig::udp_and_tcp(address.ip());
+    for connection in &mut config.connections {
+        connection.port = address.port();
+    }
+    config
 }
 
 impl UrlPolicy {
@@ -518,6 +687,21 @@ impl UrlPolicy {
             return Ok(target);
         }
         let addresses = resolver.resolve(&target.host, target.port)?;
+        self.check_addresses(target, &addresses)
+    }
+
+    /// [`UrlPolicy::check`] for async callers: resolution goes through
+    /// [`Resolver::resolve_async`].
+    ///
+    /// # Errors
+    ///
+    /// The [`Denial`] of the first rule broken.
+    pub async fn check_async(&self, input: &str, resolver: &Resolver) -> Result<Target, Denial> {
+        let target = self.check_url(input)?;
+        if !target.needs_resolution {
+            return Ok(target);
+        }
+        let addresses = resolver.resolve_async(&target.host, target.port).await?;
         self.check_addresses(target, &addresses)
     }
 }
