@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod doctor;
+mod proxy;
 mod run;
 mod url;
 
@@ -27,6 +28,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Fetch URL through the egress policy (each redirect judged again); prints the body.
     Fetch(url::FetchArgs),
+    /// Forward proxy (HTTP CONNECT and absolute-form HTTP) that applies the egress policy.
+    Proxy(proxy::ProxyArgs),
     /// Egress policy: judge URLs before anything connects to them.
     #[command(subcommand)]
     Url(url::UrlCommand),
@@ -60,5 +63,6 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::main(args),
         Command::Url(command) => url::main(command),
         Command::Fetch(args) => url::fetch_main(args),
+        Command::Proxy(args) => proxy::main(args),
     }
 }

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use warden_egress::proxy::{ConnectionLog, Decision, ProxyConfig};
+use warden_egress::session::{proxy_env, ProxySession};
 use warden_sandbox::{format_size, parse_size, InputFile, Layer, Limits, Sandbox, Spec, Stdin};
+
+use crate::url::PolicyArgs;
 
 /// Exit status when Warden itself failed (as `docker run`).
 pub const EXIT_WARDEN_FAILED: u8 = 125;
@@ -60,6 +64,13 @@ pub struct RunArgs {
     /// Do not forward standard input (the program reads end-of-file).
     #[arg(long)]
     no_stdin: bool,
+    /// Network of the sandbox: `none` (its own namespace with only loopback) or `proxy` (the
+    /// same, plus Warden's egress proxy on 127.0.0.1:3128 inside it, in HTTP_PROXY and
+    /// HTTPS_PROXY; only what the policy flags allow gets through, and --allow-domain is required).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "none")]
+    network: NetworkMode,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Program to run (a path inside the sandbox or a name on its PATH), then its arguments.
     #[arg(
         required = true,
@@ -69,6 +80,18 @@ pub struct RunArgs {
     )]
     command: Vec<String>,
 }
+
+/// `--network` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkMode {
+    /// No network: the sandbox's own namespace with only loopback.
+    None,
+    /// HTTP(S) through Warden's egress proxy, judged by the policy flags.
+    Proxy,
+}
+
+/// Port of the egress proxy inside the sandbox's network namespace (Squid's customary port).
+pub const PROXY_PORT: u16 = 3128;
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -156,6 +179,19 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<Spec> {
             mode: mode | 0o400,
         });
     }
+    match args.network {
+        NetworkMode::None if !args.policy.is_empty() => bail!(
+            "egress policy flags (--allow-domain, --resolve, --allow-cidr, …) need --network proxy"
+        ),
+        NetworkMode::None => {}
+        NetworkMode::Proxy => {
+            if !args.policy.has_allow_domain() {
+                bail!("--network proxy needs at least one --allow-domain DOMAIN (for example --allow-domain pypi.org --allow-domain '*.pythonhosted.org'): nothing is reachable by default");
+            }
+            spec.loopback_listener = Some(PROXY_PORT);
+            spec.env.extend(proxy_env(PROXY_PORT));
+        }
+    }
     spec.allow_missing = args.allow_missing.iter().copied().collect();
     spec.stdin = if args.no_stdin {
         Stdin::Null
@@ -221,17 +257,48 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
         signal_hook::flag::register_usize(sig, Arc::clone(&received), sig as usize)
             .context("install signal handler")?;
     }
+    // The egress proxy runs on its own small runtime for the length of the run.
+    let proxy = match args.network {
+        NetworkMode::None => None,
+        NetworkMode::Proxy => {
+            let (policy, resolver) = args.policy.build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("start the egress proxy runtime")?;
+            let session = ProxySession::new(
+                runtime.handle().clone(),
+                Arc::new(ProxyConfig::new(policy, resolver)),
+            );
+            Some((runtime, session))
+        }
+    };
     let io = warden_sandbox::RunIo {
         stdout: (!args.json).then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>),
         stderr: (!args.json).then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>),
         cancel: Some(Arc::clone(&cancel)),
-        on_listener: None,
+        on_listener: proxy.as_ref().map(|(_, session)| {
+            Box::new(session.listener_handler()) as warden_sandbox::ListenerHandler
+        }),
     };
-    let outcome = sandbox.run_with(&spec, io)?;
+    let result = sandbox.run_with(&spec, io);
+    let egress = proxy.map(|(runtime, session)| {
+        let report = session.finish(Duration::from_secs(2));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        report
+    });
+    let outcome = result?;
     let signal = received.load(Ordering::SeqCst);
 
     if args.json {
-        let line = serde_json::to_string(&outcome).context("serialize outcome")?;
+        let report = Report {
+            outcome: &outcome,
+            egress: egress.as_ref().map(|r| r.connections.as_slice()),
+            egress_dropped: egress.as_ref().map(|r| r.dropped),
+            egress_error: egress.as_ref().and_then(|r| r.error.as_deref()),
+        };
+        let line = serde_json::to_string(&report).context("serialize outcome")?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").context("write outcome")?;
     } else {
@@ -266,6 +333,28 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
         for v in &outcome.seccomp_violations {
             eprintln!("warden: seccomp denied {} ({}x)", v.syscall, v.count);
         }
+        if let Some(report) = &egress {
+            for c in report
+                .connections
+                .iter()
+                .filter(|c| c.decision != Decision::Allow)
+            {
+                eprintln!(
+                    "warden: egress {}: {} {}: {}",
+                    if c.decision == Decision::Deny {
+                        "denied"
+                    } else {
+                        "failed"
+                    },
+                    c.method,
+                    c.requested,
+                    c.reason.as_deref().unwrap_or("no reason given")
+                );
+            }
+            if let Some(e) = &report.error {
+                eprintln!("warden: {e}");
+            }
+        }
         if !outcome.missing_layers.is_empty() {
             let names: Vec<&str> = outcome.missing_layers.iter().map(|l| l.name()).collect();
             eprintln!(
@@ -278,6 +367,22 @@ fn run(args: &RunArgs) -> anyhow::Result<u8> {
         return Ok(128u8.saturating_add(signal as u8));
     }
     Ok(u8::try_from(outcome.exit_status() & 0xff).unwrap_or(EXIT_WARDEN_FAILED))
+}
+
+/// `warden run --json`'s line: the Outcome, plus the egress decisions with `--network proxy`.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    outcome: &'a warden_sandbox::Outcome,
+    /// Every request the program made through the egress proxy, in the order they ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress: Option<&'a [ConnectionLog]>,
+    /// Requests beyond the logged maximum (only counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress_dropped: Option<u64>,
+    /// The egress proxy itself failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress_error: Option<&'a str>,
 }
 
 #[cfg(test)]

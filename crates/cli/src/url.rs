@@ -43,8 +43,23 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
+    /// Whether no policy flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.resolve.is_empty()
+            && self.allow_cidr.is_empty()
+            && self.deny_cidr.is_empty()
+            && self.allow_domain.is_empty()
+            && self.deny_domain.is_empty()
+            && self.allow_port.is_empty()
+    }
+
+    /// Whether at least one `--allow-domain` was given.
+    pub fn has_allow_domain(&self) -> bool {
+        !self.allow_domain.is_empty()
+    }
+
     /// The policy and resolver these flags describe.
-    fn build(&self) -> anyhow::Result<(UrlPolicy, Resolver)> {
+    pub fn build(&self) -> anyhow::Result<(UrlPolicy, Resolver)> {
         let mut policy = UrlPolicy::default()
             .with_allow_domains(&self.allow_domain)?
             .with_deny_domains(&self.deny_domain)?;

@@ -20,19 +20,22 @@
 //!
 //! # Limitations
 //!
-//! [`fetch()`] makes one request through the policy; the forward proxy and the sandbox's
-//! proxy mode are not built yet.
+//! [`fetch()`] makes one request through the policy; [`proxy::serve`] is the same policy as
+//! a forward proxy, and [`session::ProxySession`] serves it on one sandbox's loopback
+//! listener (`warden run --network proxy`).
 
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod fetch;
 pub mod proxy;
+pub mod session;
 pub mod url_policy;
 
 pub use address::{AddressDecision, AddressPolicy, SpecialRange};
 pub use fetch::{fetch, FetchError, FetchRequest, FetchResponse, Hop};
 pub use proxy::{serve, ConnectionLog, Decision, LogSink, ProxyConfig};
+pub use session::{proxy_env, ProxySession, SessionReport};
 pub use url_policy::{
     BadOverride, BadPattern, CustomResolve, Denial, Resolver, Target, UrlPolicy, BLOCKED_NAMES,
 };

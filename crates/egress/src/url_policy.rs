@@ -106,6 +106,14 @@ pub enum Denial {
         /// The host.
         host: String,
     },
+    /// A domain allow list is set and the URL's host is an address literal outside every
+    /// `--allow-cidr`: an allow list of names would mean nothing if any public address could
+    /// be named directly.
+    #[error("address literal `{host}` is not allowed while a domain allow list is set; allow its range with --allow-cidr to reach it")]
+    LiteralNotAllowed {
+        /// The address, canonical form.
+        host: String,
+    },
     /// An address of the destination is denied by the address policy.
     #[error("{}", address_reason(host, *address, decision))]
     Address {
@@ -141,6 +149,7 @@ impl Denial {
             Denial::BlockedName { .. } => "blocked_name",
             Denial::DomainDenied { .. } => "domain_denied",
             Denial::DomainNotAllowed { .. } => "domain_not_allowed",
+            Denial::LiteralNotAllowed { .. } => "literal_not_allowed",
             Denial::Address { .. } => "address",
             Denial::Resolve { .. } => "resolve",
         }
@@ -344,6 +353,12 @@ impl UrlPolicy {
     fn judge_literal(&self, address: IpAddr) -> Result<IpAddr, Denial> {
         let decision = self.address.check(address);
         if decision.is_allowed() {
+            let explicitly_allowed = self.address.allow.iter().any(|net| net.contains(&address));
+            if !self.allow_domains.is_empty() && !explicitly_allowed {
+                return Err(Denial::LiteralNotAllowed {
+                    host: address.to_string(),
+                });
+            }
             Ok(address)
         } else {
             Err(Denial::Address {

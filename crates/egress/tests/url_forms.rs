@@ -266,6 +266,42 @@ fn domain_allow_and_deny_lists() {
 }
 
 #[test]
+fn an_allow_list_of_names_also_closes_public_address_literals() {
+    let resolver = resolver();
+    let open = UrlPolicy::default();
+    let listed = UrlPolicy::default()
+        .with_allow_domains(&["api.example.com"])
+        .unwrap();
+    for url in [
+        "http://93.184.215.14/",
+        "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/",
+        "http://1572395790/",
+    ] {
+        assert!(open.check(url, &resolver).is_ok(), "{url}");
+        match listed.check(url, &resolver) {
+            Err(e @ Denial::LiteralNotAllowed { .. }) => {
+                assert_eq!(e.rule(), "literal_not_allowed");
+                assert!(e.to_string().contains("--allow-cidr"), "{e}");
+            }
+            other => panic!("{url}: expected literal_not_allowed, got {other:?}"),
+        }
+    }
+    // A special-purpose literal is still denied by the address table first.
+    assert!(matches!(
+        listed.check("http://169.254.169.254/", &resolver),
+        Err(Denial::Address { .. })
+    ));
+    // An explicit --allow-cidr admits literals inside it, and only those.
+    let mut with_cidr = listed.clone();
+    with_cidr
+        .address
+        .allow
+        .push("93.184.215.0/24".parse().unwrap());
+    assert!(with_cidr.check("http://93.184.215.14/", &resolver).is_ok());
+    assert!(with_cidr.check("http://93.184.216.14/", &resolver).is_err());
+}
+
+#[test]
 fn operator_allow_cidr_is_the_only_way_into_a_denied_range() {
     let mut policy = UrlPolicy::default();
     policy.address.allow.push("127.0.0.0/8".parse().unwrap());

@@ -85,7 +85,7 @@ fn bad_policy_flags_exit_2() {
 }
 
 /// A loopback server answering every request with `response` (raw HTTP/1.1).
-fn serve_once_each(response: &'static str) -> u16 {
+pub fn serve_once_each(response: &'static str) -> u16 {
     use std::io::{BufRead, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

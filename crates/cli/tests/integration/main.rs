@@ -4,6 +4,7 @@
 //! - `programs`: ordinary programs that must keep working under every layer.
 //! - `cli`: flags, exit statuses and the JSON contract.
 //! - `egress`: `warden url check` against the egress policy.
+//! - `proxy`: `warden proxy` and `warden run --network proxy`.
 //! - `network`: the loopback listener the egress proxy is served on.
 //! - `teardown`: nothing of an execution is left on the host afterwards.
 
@@ -15,6 +16,7 @@ mod cli;
 mod egress;
 mod network;
 mod programs;
+mod proxy;
 mod teardown;
 
 use std::process::{Command, Output, Stdio};
