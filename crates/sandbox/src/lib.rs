@@ -458,6 +458,9 @@ pub enum Error {
     /// serve the connections the program makes.
     #[error("spec.loopback_listener is set but no RunIo::on_listener receives the listener")]
     ListenerWithoutServer,
+    /// The supervisor lacks a privilege it needs to contain the sandbox.
+    #[error("{0}")]
+    Privileges(String),
     /// A uid range for the sandbox's user namespace that this host cannot map.
     #[error("uid range {base}..{end} cannot be used: {reason}")]
     UidRange {

@@ -132,10 +132,8 @@ impl Sandbox {
                 "the count must exceed the sandbox user's uid {SANDBOX_UID}"
             )));
         }
-        if base == 0 {
-            return Err(bad(
-                "sandbox root must not be host root: use a base above 0".into(),
-            ));
+        if base == 0 && in_initial_user_namespace() {
+            return Err(bad("sandbox root must not be host root: use a base above 0 (0 is accepted only when Warden itself runs in a user namespace, as in a pod with hostUsers: false)".into()));
         }
         if end > u64::from(u32::MAX) {
             return Err(bad("the range ends past the largest uid".into()));
@@ -206,6 +204,7 @@ impl Sandbox {
                 reason: "rootless mode is not supported yet".into(),
             });
         }
+        self.check_privileges(has(Layer::Userns))?;
 
         let start = Instant::now();
         let controllers = self.host.cgroup.as_ref().map(|h| h.controllers());
@@ -248,6 +247,33 @@ impl Sandbox {
         run.finish(start, result, missing, cgroup_version)
     }
 
+    /// Fails closed when the supervisor could not do its part: write the id maps
+    /// (`CAP_SETUID`/`CAP_SETGID`) and signal the sandbox's processes, which run as another
+    /// uid (`CAP_KILL`; without it a timeout could not stop anything). Containers that drop
+    /// capabilities hit this.
+    fn check_privileges(&self, userns: bool) -> Result<(), Error> {
+        use rustix::thread::CapabilitySet as Cap;
+        let effective = rustix::thread::capabilities(None)
+            .map_err(|e| sys_err("capget")(e.into()))?
+            .effective;
+        let euid = rustix::process::geteuid().as_raw();
+        let mut needed = Vec::new();
+        if userns && !effective.contains(Cap::SETUID | Cap::SETGID) {
+            needed.push("CAP_SETUID and CAP_SETGID (to write the user namespace's id maps)");
+        }
+        if self.uid_base != euid && !effective.contains(Cap::KILL) {
+            needed.push("CAP_KILL (the sandbox runs as another uid; without it a timeout could not kill it)");
+        }
+        if needed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Privileges(format!(
+                "the supervisor lacks {}; grant them to warden's container or service",
+                needed.join(" and ")
+            )))
+        }
+    }
+
     /// Layers this host lacks; an error for the first one not allowed to be missing.
     fn missing_layers(&self, allowed: &BTreeSet<Layer>) -> Result<Vec<Layer>, Error> {
         let mut missing = Vec::new();
@@ -266,6 +292,14 @@ impl Sandbox {
         }
         Ok(missing)
     }
+}
+
+/// Whether this process runs in the initial user namespace (its uid map is the identity over
+/// every uid), where uid 0 is real root.
+fn in_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(true)
 }
 
 /// Whether an id map (the text of `/proc/PID/uid_map`: lines of `inside outside count`)
@@ -464,6 +498,9 @@ impl Run {
         };
         if let Err(e) = run.handshake(cfg, ids) {
             run.kill();
+            // Stage 1 waits on the control socket until the handshake completes: closing it
+            // ends stage 1 even if the kill was refused, so the wait below cannot hang.
+            let _ = run.control.shutdown(std::net::Shutdown::Both);
             let _ = sys::wait4(run.stage1_pid, 0);
             return Err(run.setup_error.take().map(Error::Setup).unwrap_or(e));
         }
@@ -766,6 +803,7 @@ mod tests {
     #[test]
     fn uid_range_is_validated() {
         let sb = sandbox_with(&[]);
+        // Base 0 is refused here: the tests run in the initial user namespace.
         for (base, count) in [(0, 65_536), (10_000, SANDBOX_UID), (u32::MAX - 10, 2_000)] {
             assert!(
                 matches!(

@@ -313,3 +313,24 @@ fn pids_counts_only_the_programs_processes_and_empty_program_is_not_found() {
     let (code, _, err) = status_of(&["run", "--", ""]);
     assert_eq!(code, 127, "{err}");
 }
+
+#[test]
+fn a_supervisor_without_the_capabilities_it_needs_fails_closed() {
+    // Root with CAP_KILL (or CAP_SETUID/CAP_SETGID) taken out of the bounding set, as a
+    // container that drops capabilities would run it: refuse to start rather than run a
+    // sandbox that a timeout could not kill (or whose id maps could not be written).
+    for (drop, names) in [
+        ("-kill", "CAP_KILL"),
+        ("-setuid,-setgid", "CAP_SETUID and CAP_SETGID"),
+    ] {
+        let out = std::process::Command::new("setpriv")
+            .args(["--bounding-set", drop, env!("CARGO_BIN_EXE_warden")])
+            .args(["run", "--", "true"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert!(err.contains(names), "{err}");
+    }
+}
