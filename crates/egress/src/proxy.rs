@@ -200,23 +200,36 @@ const MAX_REASON_HEADER: usize = 512;
 ///
 /// # Errors
 ///
-/// An error of `accept` that is neither about one connection (reset, aborted) nor about
-/// running out of resources (file descriptors, buffers, memory; those pause accepting for
-/// 100 ms and are retried).
+/// [`io::ErrorKind::InvalidInput`] when `connect_timeout` or `idle_timeout` is zero (nothing
+/// could connect, or every connection would be closed at once); an error of `accept` that is
+/// neither about one connection (reset, aborted) nor about running out of resources (file
+/// descriptors, buffers, memory; those pause accepting for 100 ms and are retried).
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ProxyConfig>,
     log: LogSink,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    for (name, value) in [
+        ("connect_timeout", config.connect_timeout),
+        ("idle_timeout", config.idle_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("proxy {name} is 0: give it a duration above zero, such as 10 s"),
+            ));
+        }
+    }
+    let max_connections = config.max_connections.min(Semaphore::MAX_PERMITS);
     let shared = Arc::new(Shared {
         config,
         log,
         tracker: TaskTracker::new(),
         cancel: CancellationToken::new(),
     });
-    let permits = Arc::new(Semaphore::new(shared.config.max_connections));
-    let overflow = Arc::new(Semaphore::new(shared.config.max_connections.max(16)));
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let overflow = Arc::new(Semaphore::new(max_connections.max(16)));
     tokio::pin!(shutdown);
     let result = loop {
         let accepted = tokio::select! {

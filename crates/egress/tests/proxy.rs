@@ -818,6 +818,23 @@ async fn a_silent_tunnel_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn zero_timeouts_are_refused_with_a_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = ProxyConfig::new(UrlPolicy::default(), Resolver::default());
+    config.idle_timeout = Duration::ZERO;
+    let err = serve(
+        listener,
+        Arc::new(config),
+        Arc::new(|_| {}),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("idle_timeout"), "{err}");
+}
+
+#[tokio::test]
 async fn shutdown_closes_tunnels_and_returns() {
     let up = upstream().await;
     let proxy = lab_proxy(up.addr.port()).await;
