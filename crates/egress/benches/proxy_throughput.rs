@@ -1,7 +1,9 @@
 //! Proxy throughput: one HTTP/1.1 download of `WARDEN_BENCH_MB` MiB (default 100) from a
 //! loopback hyper server, directly, through the proxy in absolute-form, and through a
 //! `CONNECT` tunnel, in the same process and run, `WARDEN_BENCH_ROUNDS` rounds (default 5)
-//! interleaved. Prints the median MB/s of each and the ratio to direct.
+//! interleaved. Prints the median MB/s of each and the ratio to direct, and the CPU time the
+//! whole process (origin, proxy and client together) spent per download, which other load on
+//! the host disturbs less than the rate.
 //!
 //! Target (brief): proxied transfer at least 80 % of direct.
 //!
@@ -155,6 +157,22 @@ async fn download(
     Ok((received, start.elapsed()))
 }
 
+/// CPU time of this process so far (user + system), in seconds, from `/proc/self/stat`
+/// (fields 14 and 15, in clock ticks of 1/100 s, the USER_HZ of mainstream Linux ports).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -187,9 +205,12 @@ fn main() -> Result<(), BoxError> {
             download(mode, origin, proxy).await?;
         }
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        let mut cpu = vec![0.0f64; modes.len()];
         for _ in 0..rounds {
             for (i, (mode, _)) in modes.iter().enumerate() {
+                let before = cpu_seconds();
                 let (bytes, took) = download(*mode, origin, proxy).await?;
+                cpu[i] += cpu_seconds() - before;
                 if bytes != size {
                     return Err(format!("received {bytes} bytes, expected {size}").into());
                 }
@@ -204,8 +225,9 @@ fn main() -> Result<(), BoxError> {
         for (i, (_, name)) in modes.iter().enumerate() {
             let rate = median(&mut rates[i]);
             println!(
-                "  {name:<24} {rate:>9.1} MB/s   {:>5.1} % of direct",
-                rate / direct * 100.0
+                "  {name:<24} {rate:>9.1} MB/s   {:>5.1} % of direct   CPU {:>6.0} ms/download",
+                rate / direct * 100.0,
+                cpu[i] / rounds as f64 * 1e3
             );
         }
         Ok(())
