@@ -69,9 +69,10 @@
 //! - Throughput: absolute-form requests cost two userspace copies per byte (hyper reads the
 //!   destination's body and writes it to the client); on a host with few CPUs they reach about
 //!   half of a direct transfer (see `benches/proxy_throughput.rs`). Tunnels are zero-copy.
-//! - A tunnel uses two pipes (four file descriptors) on top of its two sockets: serving
-//!   `max_connections` tunnels needs about `6 × max_connections` descriptors
-//!   (`RLIMIT_NOFILE`); without them a tunnel falls back to the copy loop.
+//! - A tunnel uses two pipes (four file descriptors, up to 256 KiB of kernel memory each) on
+//!   top of its two sockets: serving `max_connections` tunnels needs about
+//!   `6 × max_connections` descriptors (`RLIMIT_NOFILE`); without them a tunnel falls back to
+//!   the copy loop.
 //! - The idle timer is per client connection: a request waiting longer than `idle_timeout` for
 //!   DNS, connect or the destination's first byte is cut too.
 
