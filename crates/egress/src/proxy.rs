@@ -714,6 +714,16 @@ fn header_safe(text: &str) -> HeaderValue {
     HeaderValue::from_str(&line).unwrap_or_else(|_| HeaderValue::from_static("?"))
 }
 
+/// `uri` as text with any `user:password@` replaced by `***@`: credentials are refused by the
+/// policy, and must not reach the log either.
+fn without_userinfo(uri: &Uri) -> String {
+    let text = uri.to_string();
+    match uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
+        Some((userinfo, _)) => text.replacen(userinfo, "***", 1),
+        None => text,
+    }
+}
+
 /// Writes the [`ConnectionLog`] of one request when dropped, whatever path it took.
 struct LogGuard {
     entry: ConnectionLog,
@@ -733,7 +743,7 @@ impl LogGuard {
             entry: ConnectionLog {
                 client,
                 method: request.method().to_string(),
-                requested: request.uri().to_string(),
+                requested: without_userinfo(request.uri()),
                 host: String::new(),
                 port: 0,
                 connected: None,
@@ -990,6 +1000,14 @@ mod tests {
         let value = header_safe("a\r\nX-Injected: 1\u{e9}\t");
         assert_eq!(value.to_str().unwrap(), "a??X-Injected: 1??");
         assert_eq!(header_safe(&"x".repeat(5000)).len(), MAX_REASON_HEADER);
+    }
+
+    #[test]
+    fn logged_targets_lose_their_credentials() {
+        let uri: Uri = "http://user:hunter2@example.com/a?b=c".parse().unwrap();
+        assert_eq!(without_userinfo(&uri), "http://***@example.com/a?b=c");
+        let uri: Uri = "example.com:443".parse().unwrap();
+        assert_eq!(without_userinfo(&uri), "example.com:443");
     }
 
     #[test]

@@ -687,6 +687,27 @@ async fn requests_that_are_not_proxy_requests_are_400() {
 }
 
 #[tokio::test]
+async fn credentials_in_the_url_are_denied_and_kept_out_of_the_log() {
+    let up = upstream().await;
+    let proxy = lab_proxy(up.addr.port()).await;
+    let port = up.addr.port();
+    let (answer, _) = raw(
+        proxy.addr,
+        &format!("GET http://user:hunter2@127.0.0.1:{port}/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(answer.status, 403);
+    assert!(answer
+        .header("x-warden-deny-reason")
+        .unwrap()
+        .starts_with("userinfo: "));
+    let line = proxy.log_for("GET", "/hello").await;
+    assert_eq!(line.requested, format!("http://***@127.0.0.1:{port}/hello"));
+    assert!(!format!("{line:?}").contains("hunter2"));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn other_schemes_in_absolute_form_are_denied() {
     let proxy = lab_proxy(21).await;
     let (answer, _) = raw(
