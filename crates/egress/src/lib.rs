@@ -14,15 +14,21 @@
 //! Two pure decisions, each with table tests: [`AddressPolicy`] judges an IP address against
 //! the IANA special-purpose registries (plus operator allow/deny CIDRs), unwrapping IPv4
 //! addresses embedded in IPv6; [`UrlPolicy`] parses with the WHATWG URL parser (the `url`
-//! crate) and judges the parsed host, scheme, port and userinfo, never the string. Resolution
-//! is the caller's: every address a name resolves to is judged, and only judged addresses may
-//! be connected to (pinning), so DNS rebinding between check and connect cannot happen.
+//! crate) and judges the parsed host, scheme, port and userinfo, never the string.
+//! [`Resolver`] answers names (overrides, a caller's hook, or DNS through hickory-resolver with
+//! a timeout); every address of the answer is judged, and only judged addresses may be
+//! connected to (pinning), so DNS rebinding between check and connect cannot happen.
+//!
+//! Two users of the policy reach destinations: [`fetch()`] makes one request (blocking, each
+//! redirect judged), and [`proxy::serve`] is an HTTP forward proxy (`CONNECT` tunnels and
+//! absolute-form requests, async) for programs that speak `HTTP_PROXY`.
 //!
 //! # Limitations
 //!
 //! [`fetch()`] makes one request through the policy; [`proxy::serve`] is the same policy as
 //! a forward proxy, and [`session::ProxySession`] serves it on one sandbox's loopback
 //! listener (`warden run --network proxy`).
+//! See each module for its own limits.
 
 #![forbid(unsafe_code)]
 

@@ -631,7 +631,8 @@ impl Resolver {
 
     /// A hickory resolver: the system configuration (`/etc/resolv.conf`, hosts file) or the
     /// explicit name servers, asking for A and AAAA records together (every address of both
-    /// answers is judged), with the per-query timeout capped at ours.
+    /// answers is judged), each query given at most half of our timeout so that one retry
+    /// fits in it.
     fn build_dns(&self) -> Result<TokioResolver, String> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = match &self.nameservers {
@@ -648,7 +649,7 @@ impl Resolver {
         };
         let options = builder.options_mut();
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        options.timeout = options.timeout.min(self.timeout);
+        options.timeout = options.timeout.min(self.timeout / 2);
         options.try_tcp_on_error = true;
         builder
             .build()

@@ -312,6 +312,55 @@ async fn connect_tunnels_to_an_allowed_server_by_address_and_by_name() {
     proxy.shutdown().await.unwrap();
 }
 
+/// A TCP echo server: sends back what it reads, and closes after the client's end-of-stream.
+async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_tunnel_carries_megabytes_intact_and_passes_half_closes_on() {
+    let echo = echo_server().await;
+    let proxy = lab_proxy(echo.port()).await;
+    let target = echo.to_string();
+    let (answer, tunnel) = connect(proxy.addr, &target).await;
+    assert_eq!(answer.status, 200);
+
+    let sent: Vec<u8> = (0..8u32 << 20).map(|i| (i * 7 % 253) as u8).collect();
+    let (mut read, mut write) = tunnel.into_inner().into_split();
+    let writer = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            write.write_all(&sent).await.unwrap();
+            // Half-close: the echo server only ends after seeing this end-of-stream, so the
+            // proxy must pass it on while still carrying the echo back.
+            write.shutdown().await.unwrap();
+            write
+        })
+    };
+    let mut back = Vec::new();
+    // The outer timeout only keeps a proxy that loses the half-close from hanging the test.
+    tokio::time::timeout(Duration::from_secs(60), read.read_to_end(&mut back))
+        .await
+        .expect("the tunnel did not pass the end-of-stream on")
+        .unwrap();
+    drop(writer.await.unwrap());
+    assert!(back == sent, "echo differs: {} bytes back", back.len());
+
+    let line = proxy.log_for("CONNECT", &target).await;
+    assert_eq!((line.bytes_up, line.bytes_down), (8 << 20, 8 << 20));
+}
+
 #[tokio::test]
 async fn bytes_sent_right_after_the_connect_head_reach_the_destination() {
     let up = upstream().await;
@@ -638,6 +687,27 @@ async fn requests_that_are_not_proxy_requests_are_400() {
 }
 
 #[tokio::test]
+async fn credentials_in_the_url_are_denied_and_kept_out_of_the_log() {
+    let up = upstream().await;
+    let proxy = lab_proxy(up.addr.port()).await;
+    let port = up.addr.port();
+    let (answer, _) = raw(
+        proxy.addr,
+        &format!("GET http://user:hunter2@127.0.0.1:{port}/hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(answer.status, 403);
+    assert!(answer
+        .header("x-warden-deny-reason")
+        .unwrap()
+        .starts_with("userinfo: "));
+    let line = proxy.log_for("GET", "/hello").await;
+    assert_eq!(line.requested, format!("http://***@127.0.0.1:{port}/hello"));
+    assert!(!format!("{line:?}").contains("hunter2"));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn other_schemes_in_absolute_form_are_denied() {
     let proxy = lab_proxy(21).await;
     let (answer, _) = raw(
@@ -766,6 +836,23 @@ async fn a_silent_tunnel_is_closed_after_the_idle_timeout() {
         (Decision::Allow, 0, 0)
     );
     held.abort();
+}
+
+#[tokio::test]
+async fn zero_timeouts_are_refused_with_a_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = ProxyConfig::new(UrlPolicy::default(), Resolver::default());
+    config.idle_timeout = Duration::ZERO;
+    let err = serve(
+        listener,
+        Arc::new(config),
+        Arc::new(|_| {}),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("idle_timeout"), "{err}");
 }
 
 #[tokio::test]
