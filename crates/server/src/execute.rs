@@ -518,6 +518,12 @@ mod tests {
         );
         assert_eq!(find_runtime("/bin/sh"), Some(PathBuf::from("/bin/sh")));
         assert!(find_runtime("no-such-runtime-here").is_none());
-        assert!(find_runtime("/etc/hostname").is_none(), "not executable");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(
+            find_runtime(plain.to_str().unwrap()).is_none(),
+            "not executable"
+        );
     }
 }
