@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 mod doctor;
+mod keys;
 mod run;
+mod serve;
 mod url;
 
 use std::process::ExitCode;
@@ -30,6 +32,25 @@ enum Command {
     /// Egress policy: judge URLs before anything connects to them.
     #[command(subcommand)]
     Url(url::UrlCommand),
+    /// Serve the authenticated HTTP API (executions, fetches) per --config.
+    Serve(serve::ServeArgs),
+    /// Manage the server's API keys.
+    Keys {
+        #[command(flatten)]
+        store: keys::StoreArgs,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Check (`verify`) or show (`tail`) the server's audit log.
+    Audit {
+        #[command(flatten)]
+        store: keys::StoreArgs,
+        #[command(subcommand)]
+        command: keys::AuditCommand,
+    },
+    /// Generate development secrets.
+    #[command(subcommand)]
+    Secrets(keys::SecretsCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +81,9 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::main(args),
         Command::Url(command) => url::main(command),
         Command::Fetch(args) => url::fetch_main(args),
+        Command::Serve(args) => serve::main(args),
+        Command::Keys { store, command } => keys::keys_main(store, command),
+        Command::Audit { store, command } => keys::audit_main(store, command),
+        Command::Secrets(command) => keys::secrets_main(command),
     }
 }

@@ -127,6 +127,18 @@ impl fmt::Display for Scopes {
     }
 }
 
+/// `bytes` bytes from the OS random number generator, hex-encoded (for secrets such as the
+/// HS256 key written by `warden secrets generate`).
+///
+/// # Errors
+///
+/// The generator's error, as text.
+pub fn random_hex(bytes: usize) -> Result<String, String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| e.to_string())?;
+    Ok(hex::encode(buf))
+}
+
 /// A freshly generated API key.
 pub struct ApiKey {
     /// Public id: 16 hex digits.
