@@ -4,6 +4,7 @@
 //! - `programs`: ordinary programs that must keep working under every layer.
 //! - `cli`: flags, exit statuses and the JSON contract.
 //! - `egress`: `warden url check` against the egress policy.
+//! - `serve`: `warden serve` over real HTTP: auth, limits, audit, metrics, fetch.
 //! - `teardown`: nothing of an execution is left on the host afterwards.
 
 // Test code: a failed setup step should panic with its message.
@@ -13,6 +14,7 @@ mod attacks;
 mod cli;
 mod egress;
 mod programs;
+mod serve;
 mod teardown;
 
 use std::process::{Command, Output, Stdio};
