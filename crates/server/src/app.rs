@@ -187,6 +187,8 @@ impl AppState {
             *d = detail;
         }
         self.self_test.store(state, Ordering::SeqCst);
+        // Sets `warden_ready` without waiting for the first /readyz.
+        self.readiness().await;
     }
 
     /// The readiness report (`/readyz`).
@@ -676,4 +678,91 @@ pub(crate) async fn scope_denied(
         Kind::Forbidden,
         format!("this route needs the `{needed}` scope"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn router(dir: &std::path::Path) -> (Router, Arc<AppState>) {
+        let config = Config::from_toml(&format!(
+            "[server]\ndata_dir = \"{}\"\nallowed_hosts = [\"api.test\"]\n",
+            dir.display()
+        ))
+        .unwrap();
+        let secrets = config.validate().unwrap();
+        // No init binary: the sandbox is unavailable, which /readyz must report.
+        let options = Options::new(dir.join("no-such-init"));
+        let state = AppState::new(config, secrets, options).await.unwrap();
+        (app(Arc::clone(&state)), state)
+    }
+
+    async fn call(router: &Router, uri: &str, host: &str) -> Response {
+        router
+            .clone()
+            .oneshot(
+                Request::get(uri)
+                    .header("host", host)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn readyz_reports_an_unavailable_sandbox_as_json_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let (router, state) = router(dir.path()).await;
+        state.self_test().await;
+        let response = call(&router, "/readyz", "api.test").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report["ready"], false);
+        assert_eq!(report["checks"]["sandbox_self_test"]["ok"], false);
+        assert_eq!(report["checks"]["store_writable"]["ok"], true);
+        assert!(state.metrics.encode().contains("warden_ready 0"));
+    }
+
+    #[tokio::test]
+    async fn host_allowlist_and_unknown_routes_answer_with_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let (router, _) = router(dir.path()).await;
+        assert_eq!(
+            call(&router, "/healthz", "api.test:8080").await.status(),
+            StatusCode::OK
+        );
+        let response = call(&router, "/healthz", "evil.test").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+        let response = call(&router, "/nope", "api.test").await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert!(response.headers().contains_key("x-request-id"));
+    }
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("api.test:8080"), "api.test");
+        assert_eq!(strip_port("api.test"), "api.test");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
 }

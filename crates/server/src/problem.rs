@@ -233,11 +233,13 @@ pub async fn problemify(request: Request<Body>, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
+    // Only bodies without a type or plain text (axum's and tower-http's own); problems and
+    // JSON reports such as a 503 from /readyz stay as they are.
+    let plain = response
         .headers()
         .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
-    if is_problem {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain {
         return response;
     }
     let kind = Kind::for_status(status);

@@ -1052,6 +1052,50 @@ fn audit_verify_passes_then_detects_an_edited_and_a_deleted_event() {
 }
 
 #[test]
+fn sigterm_shuts_down_gracefully_and_cancels_what_outlives_the_grace_period() {
+    let mut server = Server::start("shutdown_grace_s = 1\n");
+    let key = server.key("execute", &[]);
+    let base = server.base.clone();
+    let sleeper = std::thread::spawn(move || {
+        json_of(
+            client()
+                .post(format!("{base}/v1/executions"))
+                .bearer_auth(&key)
+                .json(&json!({"language": "python", "code": "import time\ntime.sleep(50)", "timeout_s": 55}))
+                .send()
+                .unwrap(),
+        )
+    });
+    let mut running = false;
+    for _ in 0..400 {
+        if server.metric("warden_sandboxes_running") >= 1.0 {
+            running = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(running, "the sleeper never started");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The running execution still gets its answer: cancelled after the grace period.
+    let (status, outcome) = sleeper.join().unwrap();
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["cancelled"], true, "{outcome}");
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let events = server.audit_tail();
+    assert!(
+        events.iter().any(|e| e["action"] == "server.stop"),
+        "the store was flushed on the way out"
+    );
+    let (code, out, _) = server.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn unsafe_configurations_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let run = |extra: &str| {
