@@ -22,6 +22,7 @@ per_client_per_minute = 100000000
 burst = 1000000
 TOML
 KEY=$("$W" keys create --config "$DIR/warden.toml" --name bench --scope execute 2>/dev/null)
+: >"$DIR/err"
 "$W" serve --config "$DIR/warden.toml" >/dev/null 2>"$DIR/err" &
 PID=$!
 until grep -q '^listening on' "$DIR/err"; do sleep 0.1; done
