@@ -5,7 +5,9 @@
 
 mod doctor;
 mod proxy;
+mod keys;
 mod run;
+mod serve;
 mod url;
 
 use std::process::ExitCode;
@@ -33,6 +35,25 @@ enum Command {
     /// Egress policy: judge URLs before anything connects to them.
     #[command(subcommand)]
     Url(url::UrlCommand),
+    /// Serve the authenticated HTTP API (executions, fetches) per --config.
+    Serve(serve::ServeArgs),
+    /// Manage the server's API keys.
+    Keys {
+        #[command(flatten)]
+        store: keys::StoreArgs,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Check (`verify`) or show (`tail`) the server's audit log.
+    Audit {
+        #[command(flatten)]
+        store: keys::StoreArgs,
+        #[command(subcommand)]
+        command: keys::AuditCommand,
+    },
+    /// Generate development secrets.
+    #[command(subcommand)]
+    Secrets(keys::SecretsCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,5 +85,9 @@ fn main() -> ExitCode {
         Command::Url(command) => url::main(command),
         Command::Fetch(args) => url::fetch_main(args),
         Command::Proxy(args) => proxy::main(args),
+        Command::Serve(args) => serve::main(args),
+        Command::Keys { store, command } => keys::keys_main(store, command),
+        Command::Audit { store, command } => keys::audit_main(store, command),
+        Command::Secrets(command) => keys::secrets_main(command),
     }
 }

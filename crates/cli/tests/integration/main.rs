@@ -6,6 +6,7 @@
 //! - `egress`: `warden url check` against the egress policy.
 //! - `proxy`: `warden proxy` and `warden run --network proxy`.
 //! - `network`: the loopback listener the egress proxy is served on.
+//! - `serve`: `warden serve` over real HTTP: auth, limits, audit, metrics, fetch.
 //! - `teardown`: nothing of an execution is left on the host afterwards.
 
 // Test code: a failed setup step should panic with its message.
@@ -17,6 +18,7 @@ mod egress;
 mod network;
 mod programs;
 mod proxy;
+mod serve;
 mod teardown;
 
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,529 @@
+//! The execution path: a request becomes a sandbox [`Spec`], runs under the queue, and comes
+//! back as an Outcome.
+//!
+//! # Design
+//!
+//! [`build_spec`] turns a validated request and a language profile into a [`Spec`], capping
+//! limits at the server's maxima. [`network_plan`] is the one place that decides how the
+//! sandbox's network is set up from the requested mode; `proxy` is refused until the egress
+//! proxy glue exists. [`run`] runs the spec on a blocking thread with a cancel flag that is set
+//! on lockdown, on shutdown, and when the request is dropped (client gone, request timeout).
+//!
+//! # Limitations
+//!
+//! `network.mode = "proxy"` is not available yet (400 `network-mode-unavailable`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warden_sandbox::{CancelFlag, InputFile, Layer, Outcome, RunIo, Sandbox, Spec, Stdin};
+
+use crate::config::{Config, LanguageConfig};
+use crate::problem::{Kind, Problem};
+
+/// Default wall-clock limit when a request gives none, in seconds (capped by the maximum).
+pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
+
+/// Default memory limit when a request gives none, in MiB (capped by the maximum).
+pub const DEFAULT_MEMORY_MB: u64 = 512;
+
+/// `POST /v1/executions` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionRequest {
+    /// Language profile name (`python`, `bash`, `sh`, `node`, or as configured).
+    pub language: String,
+    /// Source code, written to the profile's file in `/work`.
+    pub code: String,
+    /// Standard input (UTF-8 text); none means end-of-file at once.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Extra files copied into `/work`.
+    #[serde(default)]
+    pub files: Vec<FileInput>,
+    /// Wall-clock limit in seconds (default 30, capped at `sandbox.max_timeout_s`).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+    /// Memory limit in MiB (default 512, capped at `sandbox.max_memory_mb`).
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// Network access (default: none).
+    #[serde(default)]
+    pub network: Option<NetworkRequest>,
+}
+
+/// A file to put in `/work`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileInput {
+    /// Path relative to `/work` (no `..`).
+    pub path: String,
+    /// Contents, standard base64.
+    pub content_base64: String,
+}
+
+/// Requested network access.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRequest {
+    /// `none` (no network at all) or `proxy` (HTTP(S) through the egress policy).
+    pub mode: NetworkMode,
+    /// With `proxy`: domains this execution may reach (within the server's egress policy).
+    #[serde(default)]
+    pub allow_domains: Vec<String>,
+}
+
+/// Network modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Only loopback inside the sandbox.
+    None,
+    /// HTTP(S) through the egress proxy.
+    Proxy,
+}
+
+/// How the sandbox's network will be set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkPlan {
+    /// A network namespace with only `lo` (the sandbox's default).
+    Isolated,
+}
+
+/// Decides the network setup for `request`. This is where the egress proxy plugs in.
+///
+/// # Errors
+///
+/// 400 `network-mode-unavailable` for `proxy` (not built yet).
+pub fn network_plan(request: Option<&NetworkRequest>) -> Result<NetworkPlan, Problem> {
+    match request.map_or(NetworkMode::None, |n| n.mode) {
+        NetworkMode::None => {
+            if request.is_some_and(|n| !n.allow_domains.is_empty()) {
+                return Err(Problem::new(
+                    Kind::BadRequest,
+                    "network.allow_domains needs network.mode = \"proxy\"",
+                ));
+            }
+            Ok(NetworkPlan::Isolated)
+        }
+        NetworkMode::Proxy => Err(Problem::new(
+            Kind::NetworkModeUnavailable,
+            "network.mode \"proxy\" is not available on this server yet; use \"none\" (or omit network)",
+        )),
+    }
+}
+
+/// A language profile and where its runtime was found on the host.
+#[derive(Debug, Clone)]
+pub struct Language {
+    /// The profile.
+    pub profile: LanguageConfig,
+    /// The runtime's path, when found.
+    pub runtime: Option<PathBuf>,
+}
+
+/// The directories the sandbox searches for a program name (its `PATH`).
+pub const SANDBOX_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
+
+/// Finds `program` as the sandbox will: a path as given, or a name in [`SANDBOX_PATH`]; the
+/// runtime must be an executable file.
+pub fn find_runtime(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    SANDBOX_PATH
+        .iter()
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| executable(p))
+}
+
+/// The configured languages with their runtimes looked up.
+pub fn languages(config: &Config) -> BTreeMap<String, Language> {
+    config
+        .language_profiles()
+        .into_iter()
+        .map(|(name, profile)| {
+            let runtime = find_runtime(&profile.program);
+            (name, Language { profile, runtime })
+        })
+        .collect()
+}
+
+/// Limits actually applied to an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct AppliedLimits {
+    /// Seconds.
+    pub timeout_s: f64,
+    /// MiB.
+    pub memory_mb: u64,
+}
+
+fn bad_field(field: &str, problem: impl std::fmt::Display) -> Problem {
+    Problem::new(Kind::InvalidBody, format!("{field}: {problem}")).with("field", field)
+}
+
+/// Builds the sandbox spec for `request` in `language`.
+///
+/// # Errors
+///
+/// 422 naming the field for bad values (base64, paths, limits).
+pub fn build_spec(
+    config: &Config,
+    allow_missing: &[Layer],
+    language: &Language,
+    request: &ExecutionRequest,
+    _network: &NetworkPlan,
+) -> Result<(Spec, AppliedLimits), Problem> {
+    let sb = &config.sandbox;
+    let timeout_s = request.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+    if !timeout_s.is_finite() || timeout_s <= 0.0 {
+        return Err(bad_field(
+            "timeout_s",
+            "must be a number of seconds greater than 0",
+        ));
+    }
+    let timeout_s = timeout_s.min(sb.max_timeout_s as f64);
+    let memory_mb = request.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
+    if memory_mb < 4 {
+        return Err(bad_field("memory_mb", "must be at least 4 (MiB)"));
+    }
+    let memory_mb = memory_mb.min(sb.max_memory_mb);
+
+    let profile = &language.profile;
+    let code_path = format!("{}/{}", warden_sandbox::WORKDIR, profile.file);
+    let mut files = vec![InputFile {
+        path: profile.file.clone(),
+        contents: request.code.clone().into_bytes(),
+        mode: 0o644,
+    }];
+    for (i, file) in request.files.iter().enumerate() {
+        let field = format!("files[{i}]");
+        let contents = base64::engine::general_purpose::STANDARD
+            .decode(file.content_base64.trim())
+            .map_err(|e| {
+                bad_field(
+                    &format!("{field}.content_base64"),
+                    format!("not base64: {e}"),
+                )
+            })?;
+        let path = file.path.trim_start_matches("./");
+        if path.is_empty()
+            || path.starts_with('/')
+            || path.split('/').any(|c| c == ".." || c.is_empty())
+        {
+            return Err(bad_field(
+                &format!("{field}.path"),
+                "must be a relative path under /work without `..` or empty components",
+            ));
+        }
+        if path == profile.file {
+            return Err(bad_field(
+                &format!("{field}.path"),
+                format!("`{path}` is where the code goes; pick another name"),
+            ));
+        }
+        files.push(InputFile {
+            path: path.to_string(),
+            contents,
+            mode: 0o644,
+        });
+    }
+    let program = language
+        .runtime
+        .as_ref()
+        .map_or_else(|| profile.program.clone(), |p| p.display().to_string());
+    let mut args = profile.args.clone();
+    args.push(code_path);
+    let mut spec = Spec::new(program, args);
+    spec.files = files;
+    spec.stdin = match &request.stdin {
+        Some(text) => Stdin::Bytes(text.clone().into_bytes()),
+        None => Stdin::Null,
+    };
+    spec.limits.timeout = Duration::from_secs_f64(timeout_s);
+    spec.limits.memory_bytes = memory_mb << 20;
+    spec.limits.output_bytes = sb.max_output_bytes;
+    spec.allow_missing = allow_missing.iter().copied().collect();
+    Ok((
+        spec,
+        AppliedLimits {
+            timeout_s,
+            memory_mb,
+        },
+    ))
+}
+
+/// The `outcome` label: `ok`, `nonzero_exit`, `timeout`, `oom`, `signal` or `error`.
+pub fn outcome_class(outcome: &Outcome) -> &'static str {
+    if outcome.exec_error.is_some() {
+        "error"
+    } else if outcome.timed_out {
+        "timeout"
+    } else if outcome.oom_killed {
+        "oom"
+    } else if outcome.signal.is_some() {
+        "signal"
+    } else if outcome.exit_code == Some(0) {
+        "ok"
+    } else {
+        "nonzero_exit"
+    }
+}
+
+/// Cancel flags of running executions, by id (for lockdown and shutdown).
+#[derive(Debug, Default)]
+pub struct Running {
+    flags: Mutex<HashMap<String, CancelFlag>>,
+}
+
+impl Running {
+    /// Registers execution `id`; the guard cancels it when dropped early and unregisters it.
+    pub fn register(self: &Arc<Self>, id: &str) -> RunGuard {
+        let flag: CancelFlag = Arc::new(AtomicBool::new(false));
+        if let Ok(mut map) = self.flags.lock() {
+            map.insert(id.to_string(), Arc::clone(&flag));
+        }
+        RunGuard {
+            running: Arc::clone(self),
+            id: id.to_string(),
+            flag,
+        }
+    }
+
+    /// Sets every running execution's cancel flag; returns how many.
+    pub fn cancel_all(&self) -> usize {
+        self.flags.lock().map_or(0, |map| {
+            for flag in map.values() {
+                flag.store(true, Ordering::SeqCst);
+            }
+            map.len()
+        })
+    }
+
+    /// Executions running now.
+    pub fn count(&self) -> usize {
+        self.flags.lock().map_or(0, |m| m.len())
+    }
+}
+
+/// A registered execution; dropping it unregisters it and sets its cancel flag (so a dropped
+/// request does not leave its sandbox running).
+#[derive(Debug)]
+pub struct RunGuard {
+    running: Arc<Running>,
+    id: String,
+    flag: CancelFlag,
+}
+
+impl RunGuard {
+    /// The cancel flag to hand to the sandbox.
+    pub fn flag(&self) -> CancelFlag {
+        Arc::clone(&self.flag)
+    }
+
+    /// Whether the execution was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Ok(mut map) = self.running.flags.lock() {
+            map.remove(&self.id);
+        }
+    }
+}
+
+/// Runs `spec` in `sandbox` on a blocking thread with `cancel`.
+///
+/// # Errors
+///
+/// The sandbox's own error (Warden failed), or a join error as text.
+pub async fn run(
+    sandbox: Sandbox,
+    spec: Spec,
+    cancel: CancelFlag,
+) -> Result<Result<Outcome, warden_sandbox::Error>, String> {
+    tokio::task::spawn_blocking(move || {
+        sandbox.run_with(
+            &spec,
+            RunIo {
+                cancel: Some(cancel),
+                ..RunIo::default()
+            },
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn request(json: serde_json::Value) -> ExecutionRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn python() -> Language {
+        Language {
+            profile: LanguageConfig {
+                program: "python3".into(),
+                args: vec!["-u".into()],
+                file: "main.py".into(),
+            },
+            runtime: Some("/usr/bin/python3".into()),
+        }
+    }
+
+    #[test]
+    fn limits_are_capped_at_the_server_maxima() {
+        let config = Config::default();
+        let (spec, applied) = build_spec(
+            &config,
+            &[],
+            &python(),
+            &request(serde_json::json!({"language": "python", "code": "print(1)", "timeout_s": 9999, "memory_mb": 999999})),
+            &NetworkPlan::Isolated,
+        )
+        .unwrap();
+        assert_eq!(applied.timeout_s, 60.0);
+        assert_eq!(applied.memory_mb, 1024);
+        assert_eq!(spec.limits.memory_bytes, 1024 << 20);
+        assert_eq!(spec.program, "/usr/bin/python3");
+        assert_eq!(spec.args, ["-u", "/work/main.py"]);
+        assert_eq!(spec.files[0].contents, b"print(1)");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let config = Config::default();
+        let err = |json| {
+            build_spec(
+                &config,
+                &[],
+                &python(),
+                &request(json),
+                &NetworkPlan::Isolated,
+            )
+            .unwrap_err()
+            .detail
+        };
+        assert!(
+            err(serde_json::json!({"language": "python", "code": "", "timeout_s": -1}))
+                .starts_with("timeout_s")
+        );
+        assert!(err(serde_json::json!({"language": "python", "code": "", "files": [{"path": "a", "content_base64": "!!"}]})).starts_with("files[0].content_base64"));
+        assert!(err(serde_json::json!({"language": "python", "code": "", "files": [{"path": "../etc/x", "content_base64": ""}]})).starts_with("files[0].path"));
+        assert!(err(serde_json::json!({"language": "python", "code": "", "files": [{"path": "main.py", "content_base64": ""}]})).contains("where the code goes"));
+    }
+
+    #[test]
+    fn proxy_mode_is_refused_until_it_exists() {
+        assert_eq!(network_plan(None).unwrap(), NetworkPlan::Isolated);
+        let proxy: NetworkRequest =
+            serde_json::from_value(serde_json::json!({"mode": "proxy"})).unwrap();
+        assert_eq!(
+            network_plan(Some(&proxy)).unwrap_err().kind,
+            Some(Kind::NetworkModeUnavailable)
+        );
+    }
+
+    #[test]
+    fn outcomes_are_classified() {
+        let base = Outcome {
+            exit_code: Some(0),
+            signal: None,
+            timed_out: false,
+            oom_killed: false,
+            wall_time_ms: 1.0,
+            cpu_time_ms: 1.0,
+            peak_memory_bytes: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            seccomp_violations: vec![],
+            exec_error: None,
+            missing_layers: vec![],
+            cgroup: None,
+            landlock_abi: None,
+        };
+        assert_eq!(outcome_class(&base), "ok");
+        assert_eq!(
+            outcome_class(&Outcome {
+                exit_code: Some(3),
+                ..base.clone()
+            }),
+            "nonzero_exit"
+        );
+        assert_eq!(
+            outcome_class(&Outcome {
+                exit_code: None,
+                signal: Some(9),
+                timed_out: true,
+                ..base.clone()
+            }),
+            "timeout"
+        );
+        assert_eq!(
+            outcome_class(&Outcome {
+                exit_code: None,
+                signal: Some(9),
+                oom_killed: true,
+                ..base.clone()
+            }),
+            "oom"
+        );
+        assert_eq!(
+            outcome_class(&Outcome {
+                exit_code: None,
+                signal: Some(11),
+                ..base.clone()
+            }),
+            "signal"
+        );
+        assert_eq!(
+            outcome_class(&Outcome {
+                exec_error: Some("not found".into()),
+                ..base
+            }),
+            "error"
+        );
+    }
+
+    #[test]
+    fn runtimes_are_found_like_the_sandbox_finds_them() {
+        let sh = find_runtime("sh").unwrap();
+        assert!(
+            SANDBOX_PATH.iter().any(|d| sh == Path::new(d).join("sh")),
+            "{sh:?}"
+        );
+        assert_eq!(find_runtime("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        assert!(find_runtime("no-such-runtime-here").is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(
+            find_runtime(plain.to_str().unwrap()).is_none(),
+            "not executable"
+        );
+    }
+}

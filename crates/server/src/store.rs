@@ -1,0 +1,539 @@
+//! The store: API key hashes, execution records and the audit log, in SQLite (one file,
+//! `warden.db`, under the data directory, WAL mode).
+//!
+//! # Design
+//!
+//! Queries are plain `sqlx::query` strings in portable SQL, and the schema is in
+//! `migrations/` (applied with `sqlx::migrate!` at open), so the same code can later run
+//! against PostgreSQL. An audit append is one `BEGIN IMMEDIATE` transaction that reads the
+//! chain's head and inserts the next event, so appends from the server and from `warden keys`
+//! in another process cannot fork the chain.
+//!
+//! # Limitations
+//!
+//! SQLite allows one writer at a time; every audited request writes once.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::Mutex;
+
+use crate::audit::{self, ChainBreak, ChainHead, Event, NewEvent};
+use crate::auth::{ApiKey, Scopes};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "warden.db";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {path}; create it or point server.data_dir at a writable directory")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database cannot be opened.
+    #[error("cannot open the store {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A schema migration failed.
+    #[error("store schema migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("store query failed")]
+    Query(#[from] sqlx::Error),
+    /// A stored value does not parse (the row was edited by hand).
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt {
+        /// What was read.
+        what: &'static str,
+        /// Why it does not parse.
+        detail: String,
+    },
+    /// The OS random number generator failed.
+    #[error("the OS random number generator failed: {0}")]
+    Random(String),
+}
+
+/// The store. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+    audit_lock: std::sync::Arc<Mutex<()>>,
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    /// Public id (the part after `wdn_`).
+    pub id: String,
+    /// Name given at creation.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Scopes,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Expiry, unix seconds.
+    pub expires_at: Option<i64>,
+    /// Revocation time, unix seconds.
+    pub revoked_at: Option<i64>,
+    /// Hex SHA-256 of the key.
+    #[serde(skip)]
+    pub hash: String,
+}
+
+/// A stored execution.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExecutionRow {
+    /// Execution id.
+    pub id: String,
+    /// Who ran it.
+    pub principal: String,
+    /// Language profile.
+    pub language: String,
+    /// Request id of the request that ran it.
+    pub request_id: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// Outcome class (`ok`, `nonzero_exit`, `timeout`, `oom`, `signal`, `error`).
+    pub outcome: String,
+    /// The stored record (JSON).
+    pub record: serde_json::Value,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// RFC 3339 UTC time with milliseconds.
+pub fn rfc3339_now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Store {
+    /// Opens (creating when needed) `data_dir/warden.db` and applies the schema migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::DataDir`], [`StoreError::Open`] or [`StoreError::Migrate`].
+    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store {
+            pool,
+            path,
+            audit_lock: std::sync::Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the pool, flushing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Writes a row, to prove the store is writable (for `/readyz`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] when the write fails.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO readiness (id, checked_at) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(rfc3339_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- API keys -------------------------------------------------------------------------
+
+    /// Creates a key; returns its info and the key itself (shown once, never stored).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Random`] or [`StoreError::Query`].
+    pub async fn create_key(
+        &self,
+        name: &str,
+        scopes: &Scopes,
+        expires_at: Option<i64>,
+    ) -> Result<(KeyInfo, String), StoreError> {
+        let key = ApiKey::generate().map_err(StoreError::Random)?;
+        let info = KeyInfo {
+            id: key.id.clone(),
+            name: name.to_string(),
+            scopes: scopes.clone(),
+            created_at: unix_now(),
+            expires_at,
+            revoked_at: None,
+            hash: key.hash_hex(),
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, hash, scopes, created_at, expires_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&info.id)
+        .bind(&info.name)
+        .bind(&info.hash)
+        .bind(info.scopes.to_string())
+        .bind(info.created_at)
+        .bind(info.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok((info, key.secret_text()))
+    }
+
+    fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<KeyInfo, StoreError> {
+        let scopes: String = row.try_get("scopes")?;
+        Ok(KeyInfo {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            scopes: scopes.parse().map_err(|e: String| StoreError::Corrupt {
+                what: "key scopes",
+                detail: e,
+            })?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+
+    /// The key with public id `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] or [`StoreError::Corrupt`].
+    pub async fn find_key(&self, id: &str) -> Result<Option<KeyInfo>, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::key_from_row).transpose()
+    }
+
+    /// Every key, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] or [`StoreError::Corrupt`].
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::key_from_row).collect()
+    }
+
+    /// Revokes key `id`; false when there is no such key or it was already revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`].
+    pub async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(unix_now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Number of keys neither revoked nor expired.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`].
+    pub async fn active_keys(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(unix_now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    // ---- executions -----------------------------------------------------------------------
+
+    /// Stores an execution record.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`].
+    pub async fn insert_execution(&self, row: &ExecutionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO executions (id, principal, language, request_id, created_at, outcome, record) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.principal)
+        .bind(&row.language)
+        .bind(&row.request_id)
+        .bind(&row.created_at)
+        .bind(&row.outcome)
+        .bind(row.record.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The execution with `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] or [`StoreError::Corrupt`].
+    pub async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM executions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let record: String = row.try_get("record")?;
+        Ok(Some(ExecutionRow {
+            id: row.try_get("id")?,
+            principal: row.try_get("principal")?,
+            language: row.try_get("language")?,
+            request_id: row.try_get("request_id")?,
+            created_at: row.try_get("created_at")?,
+            outcome: row.try_get("outcome")?,
+            record: serde_json::from_str(&record).map_err(|e| StoreError::Corrupt {
+                what: "execution record",
+                detail: e.to_string(),
+            })?,
+        }))
+    }
+
+    // ---- audit log ------------------------------------------------------------------------
+
+    /// Appends `event` to the audit chain.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`].
+    pub async fn append_audit(&self, new: NewEvent) -> Result<Event, StoreError> {
+        let _guard = self.audit_lock.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (last_seq, prev_hash) = match head {
+            Some(row) => (
+                row.try_get::<i64, _>("seq")?,
+                row.try_get::<String, _>("hash")?,
+            ),
+            None => (0, audit::GENESIS_HASH.to_string()),
+        };
+        let mut event = Event {
+            seq: last_seq + 1,
+            time: rfc3339_now(),
+            request_id: new.request_id,
+            principal: new.principal,
+            client: new.client,
+            action: new.action,
+            decision: new.decision.to_string(),
+            reason: new.reason,
+            details: new.details.to_string(),
+            prev_hash,
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash();
+        sqlx::query(
+            "INSERT INTO audit_events (seq, time, request_id, principal, client, action, decision, \
+             reason, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.seq)
+        .bind(&event.time)
+        .bind(&event.request_id)
+        .bind(&event.principal)
+        .bind(&event.client)
+        .bind(&event.action)
+        .bind(&event.decision)
+        .bind(&event.reason)
+        .bind(&event.details)
+        .bind(&event.prev_hash)
+        .bind(&event.hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
+        Ok(Event {
+            seq: row.try_get("seq")?,
+            time: row.try_get("time")?,
+            request_id: row.try_get("request_id")?,
+            principal: row.try_get("principal")?,
+            client: row.try_get("client")?,
+            action: row.try_get("action")?,
+            decision: row.try_get("decision")?,
+            reason: row.try_get("reason")?,
+            details: row.try_get("details")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+
+    /// The newest `n` events, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`].
+    pub async fn audit_tail(&self, n: i64) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM audit_events ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        )
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
+    /// Walks the whole chain in pages; `Ok(Err(break))` names the first broken event.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`] when the store cannot be read.
+    pub async fn verify_audit(&self) -> Result<Result<ChainHead, ChainBreak>, StoreError> {
+        const PAGE: i64 = 1000;
+        let mut head = ChainHead::empty();
+        let mut after = i64::MIN;
+        loop {
+            let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(Ok(head));
+            }
+            let events = rows
+                .iter()
+                .map(Self::event_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            after = events.last().map_or(after, |e| e.seq);
+            head = match audit::verify(head, &events) {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(e)),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::audit::Decision;
+
+    #[tokio::test]
+    async fn keys_are_stored_as_hashes_and_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let scopes: Scopes = "execute,fetch".parse().unwrap();
+        let (info, key) = store.create_key("ci", &scopes, None).await.unwrap();
+        assert!(key.starts_with("wdn_"));
+        let raw = std::fs::read(store.path()).unwrap_or_default();
+        let wal = std::fs::read(dir.path().join("warden.db-wal")).unwrap_or_default();
+        let secret = key.rsplit('_').next().unwrap();
+        for bytes in [&raw, &wal] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        }
+        assert_eq!(store.active_keys().await.unwrap(), 1);
+        assert_eq!(
+            store.find_key(&info.id).await.unwrap().unwrap().scopes,
+            scopes
+        );
+        assert!(store.revoke_key(&info.id).await.unwrap());
+        assert!(!store.revoke_key(&info.id).await.unwrap());
+        assert_eq!(store.active_keys().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn audit_chain_verifies_and_detects_edits_and_deletions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for i in 0..5 {
+            store
+                .append_audit(
+                    NewEvent::new("execution", Decision::Allow).reason(format!("run {i}")),
+                )
+                .await
+                .unwrap();
+        }
+        let head = store.verify_audit().await.unwrap().unwrap();
+        assert_eq!(head.events, 5);
+        assert_eq!(store.audit_tail(2).await.unwrap()[1].seq, 5);
+
+        sqlx::query("UPDATE audit_events SET decision = 'deny' WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.verify_audit().await.unwrap(),
+            Err(ChainBreak::Edited { seq: 3 })
+        );
+        sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.verify_audit().await.unwrap(),
+            Err(ChainBreak::Gap {
+                seq: 4,
+                expected: 3
+            })
+        );
+    }
+}
