@@ -4,8 +4,8 @@
 #![forbid(unsafe_code)]
 
 mod doctor;
-mod proxy;
 mod keys;
+mod proxy;
 mod run;
 mod serve;
 mod url;
