@@ -137,7 +137,7 @@ impl CompiledFilter {
     /// [`SeccompError::BadProgram`] when the length is not a positive multiple of 8 or exceeds
     /// the kernel's `BPF_MAXINSNS` (4096).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SeccompError> {
-        if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > 4096 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > 4096 {
             return Err(SeccompError::BadProgram(bytes.len()));
         }
         Ok(CompiledFilter(

@@ -424,7 +424,7 @@ fn api_key_failures_are_401_with_a_generic_body_and_audited_with_the_reason() {
         "{listing}"
     );
     assert!(
-        !listing.contains(good.split('_').nth(2).unwrap()),
+        !listing.contains(good.splitn(3, '_').nth(2).unwrap()),
         "keys list shows a secret"
     );
 
@@ -519,7 +519,7 @@ fn api_key_failures_are_401_with_a_generic_body_and_audited_with_the_reason() {
         .any(|e| e["action"] == "execution" && e["decision"] == "allow"));
     // The credentials themselves never reach the audit log.
     let all = serde_json::to_string(&events).unwrap();
-    assert!(!all.contains(good.split('_').nth(2).unwrap()));
+    assert!(!all.contains(good.splitn(3, '_').nth(2).unwrap()));
 }
 
 fn hs_token(claims: Value) -> String {
