@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use warden_egress::proxy::{ConnectionLog, Decision, ProxyConfig};
-use warden_egress::session::{proxy_env, ProxySession};
+use warden_egress::session::{proxy_env, ProxySession, SANDBOX_PROXY_PORT};
 use warden_sandbox::{format_size, parse_size, InputFile, Layer, Limits, Sandbox, Spec, Stdin};
 
 use crate::url::PolicyArgs;
@@ -89,9 +89,6 @@ pub enum NetworkMode {
     /// HTTP(S) through Warden's egress proxy, judged by the policy flags.
     Proxy,
 }
-
-/// Port of the egress proxy inside the sandbox's network namespace (Squid's customary port).
-pub const PROXY_PORT: u16 = 3128;
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -188,8 +185,8 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<Spec> {
             if !args.policy.has_allow_domain() {
                 bail!("--network proxy needs at least one --allow-domain DOMAIN (for example --allow-domain pypi.org --allow-domain '*.pythonhosted.org'): nothing is reachable by default");
             }
-            spec.loopback_listener = Some(PROXY_PORT);
-            spec.env.extend(proxy_env(PROXY_PORT));
+            spec.loopback_listener = Some(SANDBOX_PROXY_PORT);
+            spec.env.extend(proxy_env(SANDBOX_PROXY_PORT));
         }
     }
     spec.allow_missing = args.allow_missing.iter().copied().collect();

@@ -25,6 +25,9 @@ use tokio::task::JoinHandle;
 
 use crate::proxy::{serve, ConnectionLog, LogSink, ProxyConfig};
 
+/// Port of the egress proxy inside a sandbox's network namespace (Squid's customary port).
+pub const SANDBOX_PROXY_PORT: u16 = 3128;
+
 /// Connection logs kept per session; later ones are only counted.
 pub const MAX_LOGGED: usize = 1000;
 

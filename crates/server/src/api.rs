@@ -187,7 +187,11 @@ pub async fn create_execution(
         Ok(s) => s.clone(),
         Err(e) => return Err(Problem::internal(e)),
     };
-    let plan = execute::network_plan(request.network.as_ref())?;
+    let plan = execute::network_plan(
+        &state.egress,
+        &state.config.egress.allow_domains,
+        request.network.as_ref(),
+    )?;
     let (spec, limits) = execute::build_spec(
         &state.config,
         &state.allow_missing,
@@ -225,11 +229,27 @@ pub async fn create_execution(
     let guard = state.running.register(&id);
     state.metrics.sandboxes_running.inc();
     let started = Instant::now();
-    let result = execute::run(sandbox, spec, guard.flag()).await;
+    let result = execute::run(sandbox, spec, guard.flag(), &plan, &state.resolver).await;
     state.metrics.sandboxes_running.dec();
     let cancelled = guard.cancelled();
     drop(guard);
     let lang = request.language.clone();
+    let (result, egress) = match result {
+        Ok((result, egress)) => (Ok(result), egress),
+        Err(e) => (Err(e), None),
+    };
+    for line in egress.iter().flat_map(|r| &r.connections) {
+        let decision = match line.decision {
+            warden_egress::Decision::Allow => "allow",
+            _ => "deny",
+        };
+        let rule = line.rule.clone().unwrap_or_else(|| "allowed".into());
+        state
+            .metrics
+            .egress_decisions
+            .get_or_create(&EgressLabels { decision, rule })
+            .inc();
+    }
     let outcome = match result {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
@@ -288,6 +308,13 @@ pub async fn create_execution(
     if let Some(map) = body.as_object_mut() {
         map.insert("id".into(), id.clone().into());
         map.insert("cancelled".into(), cancelled.into());
+        if let Some(report) = &egress {
+            map.insert(
+                "egress".into(),
+                serde_json::to_value(&report.connections).unwrap_or_default(),
+            );
+            map.insert("egress_dropped".into(), report.dropped.into());
+        }
         map.insert(
             "limits".into(),
             serde_json::to_value(limits).unwrap_or_default(),

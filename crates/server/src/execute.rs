@@ -11,7 +11,9 @@
 //!
 //! # Limitations
 //!
-//! `network.mode = "proxy"` is not available yet (400 `network-mode-unavailable`).
+//! With `network.mode = "proxy"` the egress proxy's requests are judged by the server's
+//! `[egress]` policy narrowed to the requested domains; names resolve through the system's
+//! DNS (there is no per-server resolve override yet).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use warden_egress::UrlPolicy;
 use warden_sandbox::{CancelFlag, InputFile, Layer, Outcome, RunIo, Sandbox, Spec, Stdin};
 
 use crate::config::{Config, LanguageConfig};
@@ -90,32 +93,75 @@ pub enum NetworkMode {
 }
 
 /// How the sandbox's network will be set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum NetworkPlan {
     /// A network namespace with only `lo` (the sandbox's default).
     Isolated,
+    /// The same namespace plus the egress proxy on `127.0.0.1:3128` inside it
+    /// ([`warden_egress::SANDBOX_PROXY_PORT`]), judging every request by this policy: the
+    /// server's `[egress]` policy with its domain allow list narrowed to the requested domains.
+    Proxy(Box<UrlPolicy>),
 }
 
-/// Decides the network setup for `request`. This is where the egress proxy plugs in.
+/// Decides the network setup for `request` under the server's egress policy `server`, whose
+/// configured domain allow list is `server_allow` (empty: any public domain).
+///
+/// A proxy request must name at least one domain (nothing is reachable by default, as with
+/// `warden run --network proxy`); when the server has an allow list, each requested name must
+/// be allowed by it and each requested wildcard must appear in it verbatim.
 ///
 /// # Errors
 ///
-/// 400 `network-mode-unavailable` for `proxy` (not built yet).
-pub fn network_plan(request: Option<&NetworkRequest>) -> Result<NetworkPlan, Problem> {
+/// 400 naming `network.allow_domains` for an empty list, a pattern that does not parse, or a
+/// domain outside the server's policy.
+pub fn network_plan(
+    server: &UrlPolicy,
+    server_allow: &[String],
+    request: Option<&NetworkRequest>,
+) -> Result<NetworkPlan, Problem> {
+    let bad = |detail: String| {
+        Problem::new(Kind::BadRequest, detail).with("field", "network.allow_domains")
+    };
     match request.map_or(NetworkMode::None, |n| n.mode) {
         NetworkMode::None => {
             if request.is_some_and(|n| !n.allow_domains.is_empty()) {
-                return Err(Problem::new(
-                    Kind::BadRequest,
-                    "network.allow_domains needs network.mode = \"proxy\"",
+                return Err(bad(
+                    "network.allow_domains needs network.mode = \"proxy\"".into()
                 ));
             }
             Ok(NetworkPlan::Isolated)
         }
-        NetworkMode::Proxy => Err(Problem::new(
-            Kind::NetworkModeUnavailable,
-            "network.mode \"proxy\" is not available on this server yet; use \"none\" (or omit network)",
-        )),
+        NetworkMode::Proxy => {
+            let wanted = request
+                .map(|n| n.allow_domains.as_slice())
+                .unwrap_or_default();
+            if wanted.is_empty() {
+                return Err(bad("network.mode \"proxy\" needs at least one domain in network.allow_domains (for example [\"pypi.org\"]): nothing is reachable by default".into()));
+            }
+            for domain in wanted {
+                let within = if let Some(suffix) = domain.strip_prefix("*.") {
+                    server_allow.is_empty() && !suffix.is_empty()
+                        || server_allow.iter().any(|s| s.eq_ignore_ascii_case(domain))
+                } else {
+                    match server.check_url(&format!("http://{domain}/")) {
+                        Ok(_) => true,
+                        // The port rule is about the probe URL, not the domain.
+                        Err(warden_egress::Denial::Port { .. }) => true,
+                        Err(_) => false,
+                    }
+                };
+                if !within {
+                    return Err(bad(format!(
+                        "`{domain}` is outside this server's egress policy ([egress] allow_domains / deny_domains)"
+                    )));
+                }
+            }
+            let policy = server
+                .clone()
+                .with_allow_domains(wanted)
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(NetworkPlan::Proxy(Box::new(policy)))
+        }
     }
 }
 
@@ -183,7 +229,7 @@ pub fn build_spec(
     allow_missing: &[Layer],
     language: &Language,
     request: &ExecutionRequest,
-    _network: &NetworkPlan,
+    network: &NetworkPlan,
 ) -> Result<(Spec, AppliedLimits), Problem> {
     let sb = &config.sandbox;
     let timeout_s = request.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
@@ -255,6 +301,11 @@ pub fn build_spec(
     spec.limits.memory_bytes = memory_mb << 20;
     spec.limits.output_bytes = sb.max_output_bytes;
     spec.allow_missing = allow_missing.iter().copied().collect();
+    if let NetworkPlan::Proxy(_) = network {
+        spec.loopback_listener = Some(warden_egress::SANDBOX_PROXY_PORT);
+        spec.env
+            .extend(warden_egress::proxy_env(warden_egress::SANDBOX_PROXY_PORT));
+    }
     Ok((
         spec,
         AppliedLimits {
@@ -347,24 +398,52 @@ impl Drop for RunGuard {
     }
 }
 
-/// Runs `spec` in `sandbox` on a blocking thread with `cancel`.
+/// What one run produced: the sandbox's result and, with [`NetworkPlan::Proxy`], what its
+/// egress proxy saw.
+pub type RunResult = (
+    Result<Outcome, warden_sandbox::Error>,
+    Option<warden_egress::SessionReport>,
+);
+
+/// Runs `spec` in `sandbox` on a blocking thread with `cancel`; with [`NetworkPlan::Proxy`]
+/// the egress proxy serves the sandbox's listener on the current runtime, resolving names
+/// with `resolver`, and is stopped (2 s grace) when the sandbox ends.
 ///
 /// # Errors
 ///
-/// The sandbox's own error (Warden failed), or a join error as text.
+/// A join error as text (the sandbox's own errors are inside [`RunResult`]).
 pub async fn run(
     sandbox: Sandbox,
     spec: Spec,
     cancel: CancelFlag,
-) -> Result<Result<Outcome, warden_sandbox::Error>, String> {
+    network: &NetworkPlan,
+    resolver: &warden_egress::Resolver,
+) -> Result<RunResult, String> {
+    let session = match network {
+        NetworkPlan::Isolated => None,
+        NetworkPlan::Proxy(policy) => Some(warden_egress::ProxySession::new(
+            tokio::runtime::Handle::current(),
+            std::sync::Arc::new(warden_egress::ProxyConfig::new(
+                (**policy).clone(),
+                resolver.clone(),
+            )),
+        )),
+    };
     tokio::task::spawn_blocking(move || {
-        sandbox.run_with(
+        let on_listener = session
+            .as_ref()
+            .map(|s| Box::new(s.listener_handler()) as warden_sandbox::ListenerHandler);
+        let result = sandbox.run_with(
             &spec,
             RunIo {
                 cancel: Some(cancel),
+                on_listener,
                 ..RunIo::default()
             },
-        )
+        );
+        // Blocks on the runtime from this blocking-pool thread, which is allowed.
+        let report = session.map(|s| s.finish(Duration::from_secs(2)));
+        (result, report)
     })
     .await
     .map_err(|e| e.to_string())
@@ -433,15 +512,51 @@ mod tests {
         assert!(err(serde_json::json!({"language": "python", "code": "", "files": [{"path": "main.py", "content_base64": ""}]})).contains("where the code goes"));
     }
 
+    fn network(json: serde_json::Value) -> NetworkRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
     #[test]
-    fn proxy_mode_is_refused_until_it_exists() {
-        assert_eq!(network_plan(None).unwrap(), NetworkPlan::Isolated);
-        let proxy: NetworkRequest =
-            serde_json::from_value(serde_json::json!({"mode": "proxy"})).unwrap();
-        assert_eq!(
-            network_plan(Some(&proxy)).unwrap_err().kind,
-            Some(Kind::NetworkModeUnavailable)
+    fn proxy_mode_needs_domains_within_the_server_policy() {
+        let open = UrlPolicy::default();
+        assert!(matches!(
+            network_plan(&open, &[], None).unwrap(),
+            NetworkPlan::Isolated
+        ));
+        // No domains: refused, nothing is reachable by default.
+        let empty = network(serde_json::json!({"mode": "proxy"}));
+        let err = network_plan(&open, &[], Some(&empty)).unwrap_err();
+        assert_eq!(err.kind, Some(Kind::BadRequest));
+        assert!(err.detail.contains("at least one domain"), "{}", err.detail);
+        // Domains without proxy mode: refused.
+        let none = network(serde_json::json!({"mode": "none", "allow_domains": ["a.com"]}));
+        assert!(network_plan(&open, &[], Some(&none)).is_err());
+        // An open server policy narrows to the requested domains.
+        let wanted = network(
+            serde_json::json!({"mode": "proxy", "allow_domains": ["pypi.org", "*.pythonhosted.org"]}),
         );
+        let NetworkPlan::Proxy(policy) = network_plan(&open, &[], Some(&wanted)).unwrap() else {
+            panic!("expected the proxy plan");
+        };
+        assert!(policy.check_url("https://pypi.org/simple/").is_ok());
+        assert!(policy.check_url("https://files.pythonhosted.org/x").is_ok());
+        assert!(matches!(
+            policy.check_url("https://example.com/"),
+            Err(warden_egress::Denial::DomainNotAllowed { .. })
+        ));
+        // A server allow list bounds what a request may ask for.
+        let server_allow = vec!["pypi.org".to_string(), "*.pythonhosted.org".to_string()];
+        let server = UrlPolicy::default()
+            .with_allow_domains(&server_allow)
+            .unwrap()
+            .with_deny_domains(&["evil.pypi.org"])
+            .unwrap();
+        assert!(network_plan(&server, &server_allow, Some(&wanted)).is_ok());
+        for outside in ["example.com", "*.org", "localhost", "evil.pypi.org"] {
+            let req = network(serde_json::json!({"mode": "proxy", "allow_domains": [outside]}));
+            let err = network_plan(&server, &server_allow, Some(&req)).unwrap_err();
+            assert!(err.detail.contains("outside"), "{outside}: {}", err.detail);
+        }
     }
 
     #[test]

@@ -27,7 +27,6 @@
 //!
 //! # Limitations
 //!
-//! - `network.mode = "proxy"` is refused (400) until the egress proxy glue exists.
 //! - Rate limits are per process (per replica).
 //! - Behind a proxy, the client address is the proxy's: `X-Forwarded-For` is not trusted.
 //! - `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no credentials.

@@ -50,8 +50,6 @@ pub enum Kind {
     QueueFull,
     /// 503: the server is in lockdown.
     Lockdown,
-    /// 400: the requested network mode cannot be provided.
-    NetworkModeUnavailable,
     /// 503: the language's runtime is missing on this host.
     RuntimeUnavailable,
     /// 502: the upstream of a fetch failed.
@@ -76,7 +74,6 @@ impl Kind {
             Kind::RateLimited => "rate-limited",
             Kind::QueueFull => "queue-full",
             Kind::Lockdown => "lockdown",
-            Kind::NetworkModeUnavailable => "network-mode-unavailable",
             Kind::RuntimeUnavailable => "runtime-unavailable",
             Kind::UpstreamFailed => "upstream-failed",
             Kind::Internal => "internal",
@@ -86,7 +83,7 @@ impl Kind {
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
-            Kind::BadRequest | Kind::NetworkModeUnavailable => StatusCode::BAD_REQUEST,
+            Kind::BadRequest => StatusCode::BAD_REQUEST,
             Kind::InvalidBody => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
             Kind::Forbidden | Kind::EgressDenied => StatusCode::FORBIDDEN,
@@ -117,7 +114,6 @@ impl Kind {
             Kind::RateLimited => "Too many requests",
             Kind::QueueFull => "Execution queue full",
             Kind::Lockdown => "Server in lockdown",
-            Kind::NetworkModeUnavailable => "Network mode unavailable",
             Kind::RuntimeUnavailable => "Language runtime unavailable",
             Kind::UpstreamFailed => "Upstream request failed",
             Kind::Internal => "Internal server error",

@@ -399,13 +399,79 @@ fn bad_requests_are_problems_naming_the_field() {
         "invalid-body",
     );
     assert_eq!(body["field"], "files[0].path");
-    // The proxy network mode is not built yet: a clear refusal, not a silent downgrade.
+    // The proxy network mode needs domains: nothing is reachable by default.
     let body = problem(
-        server.post("/v1/executions", &key, json!({"language": "python", "code": "", "network": {"mode": "proxy", "allow_domains": ["example.com"]}})),
+        server.post(
+            "/v1/executions",
+            &key,
+            json!({"language": "python", "code": "", "network": {"mode": "proxy"}}),
+        ),
         400,
-        "network-mode-unavailable",
+        "bad-request",
     );
-    assert!(body["detail"].as_str().unwrap().contains("proxy"), "{body}");
+    assert_eq!(body["field"], "network.allow_domains", "{body}");
+}
+
+#[test]
+fn execution_with_network_proxy_reaches_only_what_the_policy_allows() {
+    let port = upstream("hello through the proxy");
+    let server = Server::start(&format!(
+        "[egress]\nallow_cidrs = [\"127.0.0.1/32\"]\nports = [80, {port}]\n"
+    ));
+    let key = server.key("execute", &[]);
+    let code = format!(
+        r#"
+import urllib.request, urllib.error, socket
+for url in ["http://127.0.0.1:{port}/x", "http://127.0.0.2:{port}/", "http://other.example/"]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            print(r.status, r.read().decode())
+    except urllib.error.HTTPError as e:
+        print(e.code, e.headers.get("X-Warden-Deny-Reason", "").split(":")[0])
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=5)
+    print("direct connected")
+except OSError as e:
+    print("direct", type(e).__name__)
+"#
+    );
+    let (status, outcome) = json_of(server.post(
+        "/v1/executions",
+        &key,
+        json!({"language": "python", "code": code, "network": {"mode": "proxy", "allow_domains": ["example.com"]}}),
+    ));
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(
+        outcome["stdout"],
+        "200 hello through the proxy\n403 address\n403 domain_not_allowed\ndirect PermissionError\n",
+        "{outcome}"
+    );
+    let decisions: Vec<&str> = outcome["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["allow", "deny", "deny"], "{outcome}");
+    // A domain outside the server's policy cannot be asked for.
+    let body = problem(
+        server.post(
+            "/v1/executions",
+            &key,
+            json!({"language": "python", "code": "", "network": {"mode": "proxy", "allow_domains": ["localhost"]}}),
+        ),
+        400,
+        "bad-request",
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("outside"),
+        "{body}"
+    );
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("warden_egress_decisions_total{decision=\"deny\",rule=\"address\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
