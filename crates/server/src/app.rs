@@ -133,6 +133,7 @@ impl AppState {
         let egress = config.egress_policy()?;
         let sandbox = Sandbox::new(&options.init_exe)
             .map(|s| s.with_cgroup_parent(config.sandbox.cgroup_parent.clone()))
+            .and_then(|s| s.with_uid_range(config.sandbox.uid_base, config.sandbox.uid_count))
             .map_err(|e| format!("{e}"));
         let state = AppState {
             store,

@@ -244,6 +244,13 @@ pub struct SandboxConfig {
     pub cgroup_parent: String,
     /// Isolation layers allowed to be missing on this host (reported in every Outcome).
     pub allow_missing: Vec<String>,
+    /// First uid (and gid) of Warden's own user namespace that sandbox uid 0 maps to
+    /// (user_namespaces(7)); the default keeps sandboxes far from real users. Inside a pod with
+    /// `hostUsers: false` (65536 ids mapped) use 0: see deploy/README.md.
+    pub uid_base: u32,
+    /// Number of uids (and gids) mapped into each sandbox; more than 1000 (the program runs as
+    /// sandbox uid 1000).
+    pub uid_count: u32,
 }
 
 impl Default for SandboxConfig {
@@ -256,6 +263,8 @@ impl Default for SandboxConfig {
             max_output_bytes: 1 << 20,
             cgroup_parent: "warden".into(),
             allow_missing: Vec::new(),
+            uid_base: warden_sandbox::DEFAULT_UID_BASE,
+            uid_count: warden_sandbox::DEFAULT_UID_COUNT,
         }
     }
 }
@@ -743,6 +752,19 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn the_shipped_configs_load() {
+        // deploy/ ships configs written against these keys; an unknown key would stop the pod.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for file in ["deploy/warden.toml", "deploy/kubernetes/base/warden.toml"] {
+            let config =
+                Config::load(Some(&root.join(file))).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(config.egress_policy().is_ok(), "{file}");
+        }
+        let k8s = Config::load(Some(&root.join("deploy/kubernetes/base/warden.toml"))).unwrap();
+        assert_eq!((k8s.sandbox.uid_base, k8s.sandbox.uid_count), (0, 65536));
+    }
 
     fn error_of(toml: &str) -> String {
         match Config::from_toml(toml).and_then(|c| c.validate().map(|_| c)) {
