@@ -1,5 +1,5 @@
 //! `warden doctor`: which isolation layers this host offers and what Warden does about each
-//! missing one.
+//! missing one; with `--config`, also the deployment posture ([`crate::posture`]).
 
 use std::process::ExitCode;
 
@@ -7,12 +7,18 @@ use clap::Args;
 use serde::Serialize;
 use warden_sandbox::host::{self, LayerStatus};
 
+use crate::posture::{self, Item, Status, StoreFacts};
+
 /// Options of `warden doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also judge this warden.toml's deployment posture (credentials, JWT secret, CORS, TLS,
+    /// headers, rate limits, audit log, file permissions, secrets outside git, egress ranges).
+    #[arg(long, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -22,6 +28,31 @@ struct Report<'a> {
     landlock_abi: Option<u32>,
     advisories: &'a [String],
     all_available: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    posture: Option<&'a [Item]>,
+    /// `"passed/total"` over the posture items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<String>,
+}
+
+/// Reads what the posture needs from the store, without creating one.
+fn store_facts(config: &warden_server::Config) -> anyhow::Result<Option<StoreFacts>> {
+    if !config.server.data_dir.join("warden.db").exists() {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = warden_server::Store::open(&config.server.data_dir).await?;
+        let active_keys = store.active_keys().await?;
+        let audit = match store.verify_audit().await? {
+            Ok(head) => Ok(head.events),
+            Err(broken) => Err(broken.to_string()),
+        };
+        store.close().await;
+        Ok(Some(StoreFacts { active_keys, audit }))
+    })
 }
 
 /// What Warden does when `status` is missing.
@@ -33,10 +64,31 @@ fn consequence(status: &LayerStatus) -> String {
     }
 }
 
-/// Runs `warden doctor`; exit status 1 when any layer is missing.
+/// Runs `warden doctor`; exit status 1 when any layer is missing or any posture item fails,
+/// 2 when the configuration cannot be read.
 pub fn main(args: DoctorArgs) -> ExitCode {
     let report = host::probe();
     let all_available = report.layers.iter().all(|l| l.available);
+    let posture = match &args.config {
+        None => None,
+        Some(path) => {
+            let assessed = warden_server::Config::load(Some(path))
+                .map_err(anyhow::Error::from)
+                .and_then(|config| {
+                    let facts = store_facts(&config)?;
+                    Ok(posture::assess(&config, &report, facts.as_ref()))
+                });
+            match assessed {
+                Ok(items) => Some(items),
+                Err(e) => {
+                    eprintln!("warden: error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let score = posture.as_deref().map(posture::score);
+    let posture_failed = score.is_some_and(|(_, _, failed)| failed);
     if args.json {
         let out = Report {
             layers: &report.layers,
@@ -44,6 +96,8 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             landlock_abi: report.landlock_abi,
             advisories: &report.advisories,
             all_available,
+            posture: posture.as_deref(),
+            score: score.map(|(p, t, _)| format!("{p}/{t}")),
         };
         match serde_json::to_string_pretty(&out) {
             Ok(text) => println!("{text}"),
@@ -74,8 +128,23 @@ pub fn main(args: DoctorArgs) -> ExitCode {
         for advice in &report.advisories {
             println!("Advice (speed, not safety): {advice}");
         }
+        if let (Some(items), Some((passed, total, _))) = (&posture, score) {
+            println!("Deployment posture:");
+            for i in items {
+                let mark = match i.status {
+                    Status::Pass => "pass",
+                    Status::Warn => "WARN",
+                    Status::Fail => "FAIL",
+                };
+                println!("  {mark} {:<22} {}", i.id, i.detail);
+                if let Some(fix) = &i.fix {
+                    println!("       fix: {fix}");
+                }
+            }
+            println!("Score: {passed}/{total} passed");
+        }
     }
-    if all_available {
+    if all_available && !posture_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

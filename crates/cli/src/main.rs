@@ -5,6 +5,7 @@
 
 mod doctor;
 mod keys;
+mod posture;
 mod proxy;
 mod run;
 mod serve;

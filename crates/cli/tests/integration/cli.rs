@@ -334,3 +334,49 @@ fn a_supervisor_without_the_capabilities_it_needs_fails_closed() {
         assert!(err.contains(names), "{err}");
     }
 }
+
+#[test]
+fn doctor_judges_a_configs_posture_and_fails_on_unsafe_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:8080\"\ndata_dir = \"{}\"\n[egress]\nallow_cidrs = [\"169.254.169.254/32\"]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = warden()
+        .args(["doctor", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |id: &str| {
+        report["posture"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .map(|i| i["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(status("tls"), "fail");
+    assert_eq!(status("egress_private_ranges"), "fail");
+    assert_eq!(status("cors"), "pass");
+    assert!(report["score"].as_str().unwrap().contains('/'));
+    // Doctor only looks: it created no store.
+    assert!(!data.exists());
+    // A configuration that does not parse is exit 2 with the reason.
+    std::fs::write(&config, "[server]\nlisten = 5\n").unwrap();
+    let out = warden()
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
+}
