@@ -23,6 +23,10 @@ pub struct ProxyArgs {
     listen: SocketAddr,
     #[command(flatten)]
     policy: PolicyArgs,
+    /// Take the policy from this warden.toml's [egress] section instead of the policy flags
+    /// (--resolve still applies).
+    #[arg(long, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
     /// Seconds allowed to connect to a destination.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     connect_timeout: Duration,
@@ -57,7 +61,13 @@ pub fn main(args: ProxyArgs) -> ExitCode {
 }
 
 fn run(args: &ProxyArgs) -> anyhow::Result<()> {
-    let (policy, resolver) = args.policy.build()?;
+    let (mut policy, resolver) = args.policy.build()?;
+    if let Some(path) = &args.config {
+        if args.policy.has_policy_rules() {
+            anyhow::bail!("--config takes the policy from the file's [egress] section: drop --allow-domain/--deny-domain/--allow-cidr/--deny-cidr/--allow-port, or drop --config");
+        }
+        policy = warden_server::Config::load(Some(path))?.egress_policy()?;
+    }
     let mut config = ProxyConfig::new(policy, resolver);
     config.connect_timeout = args.connect_timeout;
     config.idle_timeout = args.idle_timeout;

@@ -53,6 +53,15 @@ impl PolicyArgs {
             && self.allow_port.is_empty()
     }
 
+    /// Whether any flag other than `--resolve` was given.
+    pub fn has_policy_rules(&self) -> bool {
+        !(self.allow_cidr.is_empty()
+            && self.deny_cidr.is_empty()
+            && self.allow_domain.is_empty()
+            && self.deny_domain.is_empty()
+            && self.allow_port.is_empty())
+    }
+
     /// Whether at least one `--allow-domain` was given.
     pub fn has_allow_domain(&self) -> bool {
         !self.allow_domain.is_empty()

@@ -140,6 +140,28 @@ fn proxy_denies_with_403_and_a_reason_header() {
 }
 
 #[test]
+fn proxy_takes_its_policy_from_a_config_file() {
+    let port = serve_once_each(HELLO);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!("[egress]\nallow_cidrs = [\"127.0.0.1/32\"]\nports = [{port}]\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let proxy = Proxy::start(&["--config", &config]);
+    let ok = proxy.exchange(&format!(
+        "GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let denied =
+        proxy.exchange("GET http://127.0.0.2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    assert_eq!(proxy.stop().len(), 2);
+}
+
+#[test]
 fn proxy_refuses_bad_flags() {
     let out = warden()
         .args(["proxy", "--listen", "nowhere"])
