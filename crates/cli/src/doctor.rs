@@ -28,11 +28,45 @@ struct Report<'a> {
     landlock_abi: Option<u32>,
     advisories: &'a [String],
     all_available: bool,
+    /// A real sandbox of `true` ran (the probe alone can be fooled, e.g. by a container's
+    /// seccomp profile that blocks `unshare`); `Err` carries the reason it did not.
+    self_test: SelfTest,
     #[serde(skip_serializing_if = "Option::is_none")]
     posture: Option<&'a [Item]>,
     /// `"passed/total"` over the posture items.
     #[serde(skip_serializing_if = "Option::is_none")]
     score: Option<String>,
+}
+
+/// The self-test's result in the JSON report.
+#[derive(Serialize)]
+struct SelfTest {
+    passed: bool,
+    error: Option<String>,
+}
+
+/// Runs `true` in a real sandbox with every layer the probe found (missing ones allowed, as
+/// they are already reported), because a probe can say yes where setup then fails.
+fn self_test(report: &host::HostReport) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the warden binary: {e}"))?;
+    let sandbox = warden_sandbox::Sandbox::new(exe).map_err(|e| e.to_string())?;
+    let mut spec = warden_sandbox::Spec::new("true", Vec::<String>::new());
+    spec.allow_missing = report
+        .layers
+        .iter()
+        .filter(|l| !l.available && l.layer.can_be_missing())
+        .map(|l| l.layer)
+        .collect();
+    match sandbox.run(&spec) {
+        Ok(outcome) if outcome.exit_code == Some(0) => Ok(()),
+        Ok(outcome) => Err(format!(
+            "`true` ended with {:?}/{:?}: {}",
+            outcome.exit_code,
+            outcome.signal,
+            outcome.exec_error.unwrap_or_default()
+        )),
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 /// Reads what the posture needs from the store, without creating one.
@@ -87,6 +121,7 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             }
         }
     };
+    let self_test = self_test(&report);
     let score = posture.as_deref().map(posture::score);
     let posture_failed = score.is_some_and(|(_, _, failed)| failed);
     if args.json {
@@ -96,6 +131,10 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             landlock_abi: report.landlock_abi,
             advisories: &report.advisories,
             all_available,
+            self_test: SelfTest {
+                passed: self_test.is_ok(),
+                error: self_test.as_ref().err().cloned(),
+            },
             posture: posture.as_deref(),
             score: score.map(|(p, t, _)| format!("{p}/{t}")),
         };
@@ -125,6 +164,10 @@ pub fn main(args: DoctorArgs) -> ExitCode {
         if all_available {
             println!("All layers available.");
         }
+        match &self_test {
+            Ok(()) => println!("Self-test: a real sandbox ran `true` under every available layer."),
+            Err(e) => println!("Self-test FAILED: {e}"),
+        }
         for advice in &report.advisories {
             println!("Advice (speed, not safety): {advice}");
         }
@@ -144,7 +187,7 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             println!("Score: {passed}/{total} passed");
         }
     }
-    if all_available && !posture_failed {
+    if all_available && self_test.is_ok() && !posture_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

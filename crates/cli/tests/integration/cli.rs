@@ -380,3 +380,26 @@ fn doctor_judges_a_configs_posture_and_fails_on_unsafe_items() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen"));
 }
+
+#[test]
+fn doctor_runs_a_real_sandbox_and_reports_when_it_cannot() {
+    let out = warden().args(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["self_test"]["passed"], true, "{report}");
+    assert_eq!(out.status.code(), Some(0));
+    // Without CAP_KILL every layer still probes as present, but no sandbox can start: doctor
+    // must say so instead of "all available".
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-kill", env!("CARGO_BIN_EXE_warden")])
+        .args(["doctor", "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["self_test"]["passed"], false, "{report}");
+    assert!(report["self_test"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("CAP_KILL"));
+    assert_eq!(out.status.code(), Some(1));
+}
