@@ -86,7 +86,16 @@ async def main():
     if mode == "http":
         url = sys.argv[2]
         headers = {"Authorization": f"Bearer {sys.argv[3]}"} if len(sys.argv) > 3 else {}
-        client = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(120.0))
+        statuses = []
+
+        async def record(response):
+            statuses.append(response.status_code)
+
+        client = httpx2.AsyncClient(
+            headers=headers,
+            timeout=httpx2.Timeout(120.0),
+            event_hooks={"response": [record]},
+        )
         try:
             async with client:
                 async with streamable_http_client(url, http_client=client) as (read, write):
@@ -94,7 +103,7 @@ async def main():
         except BaseException as e:  # the SDK raises on an HTTP error (often in a group)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
-            return {"refused": "".join(traceback.format_exception(e))}
+            return {"refused": "".join(traceback.format_exception(e)), "statuses": statuses}
     raise SystemExit(f"unknown mode {mode!r}; expected stdio or http")
 
 
