@@ -48,8 +48,9 @@
 //! - The Streamable HTTP endpoint is stateless (no `Mcp-Session-Id`, JSON responses, no
 //!   server-initiated stream on `GET`): every call is one authenticated POST, so the request
 //!   timeout and rate limits apply per call.
-//! - No progress notifications or cancellation of a running tool call beyond the API's own
-//!   (a dropped HTTP request cancels its execution).
+//! - No progress notifications. MCP `notifications/cancelled` and a client that disconnects
+//!   mid-call reach the execution only if rmcp drops the tool call's future (which drops the
+//!   API's cancel guard); that path is not tested here. Lockdown and shutdown do cancel.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
