@@ -5,6 +5,7 @@
 
 mod doctor;
 mod keys;
+mod mcp;
 mod posture;
 mod proxy;
 mod run;
@@ -38,6 +39,8 @@ enum Command {
     Url(url::UrlCommand),
     /// Serve the authenticated HTTP API (executions, fetches) per --config.
     Serve(serve::ServeArgs),
+    /// Serve Warden's tools (run_code, run_command, fetch_url) over MCP on stdin/stdout.
+    Mcp(mcp::McpArgs),
     /// Manage the server's API keys.
     Keys {
         #[command(flatten)]
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Fetch(args) => url::fetch_main(args),
         Command::Proxy(args) => proxy::main(args),
         Command::Serve(args) => serve::main(args),
+        Command::Mcp(args) => mcp::main(args),
         Command::Keys { store, command } => keys::keys_main(store, command),
         Command::Audit { store, command } => keys::audit_main(store, command),
         Command::Secrets(command) => keys::secrets_main(command),

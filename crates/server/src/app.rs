@@ -302,6 +302,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/admin/lockdown",
             post(api::lockdown).route_layer(scope(Scope::Admin)),
         )
+        // MCP (Streamable HTTP): scopes are checked per tool call (crate::mcp).
+        .route_service("/mcp", crate::mcp::http_service(Arc::clone(&state)))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,

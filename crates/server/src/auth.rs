@@ -181,14 +181,17 @@ pub enum Method {
     ApiKey,
     /// A JWT.
     Jwt,
+    /// The local operator of `warden mcp` (stdio): no credential, the process owner.
+    Local,
 }
 
 impl Method {
-    /// `api_key` or `jwt` (the metric label).
+    /// `api_key`, `jwt` or `local` (the metric label).
     pub fn as_str(self) -> &'static str {
         match self {
             Method::ApiKey => "api_key",
             Method::Jwt => "jwt",
+            Method::Local => "local",
         }
     }
 }

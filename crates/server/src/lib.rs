@@ -41,6 +41,7 @@ pub mod config;
 pub mod execute;
 pub mod limits;
 pub mod logging;
+pub mod mcp;
 pub mod metrics;
 pub mod problem;
 mod serve;

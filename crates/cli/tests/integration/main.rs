@@ -5,6 +5,7 @@
 //! - `cli`: flags, exit statuses and the JSON contract.
 //! - `egress`: `warden url check` against the egress policy.
 //! - `proxy`: `warden proxy` and `warden run --network proxy`.
+//! - `mcp`: `warden mcp` and `/mcp` driven by the official MCP Python SDK.
 //! - `network`: the loopback listener the egress proxy is served on.
 //! - `serve`: `warden serve` over real HTTP: auth, limits, audit, metrics, fetch.
 //! - `teardown`: nothing of an execution is left on the host afterwards.
@@ -15,6 +16,7 @@
 mod attacks;
 mod cli;
 mod egress;
+mod mcp;
 mod network;
 mod programs;
 mod proxy;
