@@ -23,6 +23,7 @@ use crate::execute::{self, AppliedLimits, ExecutionRequest};
 use crate::metrics::{EgressLabels, ExecutionLabels, LanguageLabel, SyscallLabel};
 use crate::problem::{Kind, Problem};
 use crate::store::{rfc3339_now, ExecutionRow};
+use rmcp::schemars;
 
 /// A JSON body whose rejections are problems naming the field (400 for syntax, 422 for types
 /// and values, 413 for size, 415 for the content type).
@@ -53,9 +54,19 @@ where
     }
 }
 
+/// One denied system call in an [`ExecutionResponse`].
+#[derive(Debug, Clone, Serialize, ToSchema, schemars::JsonSchema)]
+pub struct SeccompViolation {
+    /// System call name (`ptrace`).
+    pub syscall: String,
+    /// Times it was denied.
+    pub count: u64,
+}
+
 /// `POST /v1/executions` answer: the Outcome of `warden run --json` plus the execution id.
-/// (Documentation of the contract; the response is built from `warden_sandbox::Outcome`.)
-#[derive(Debug, Serialize, ToSchema)]
+/// (Documentation of the contract, for the OpenAPI document and the MCP tools' output schema;
+/// the response is built from `warden_sandbox::Outcome`.)
+#[derive(Debug, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct ExecutionResponse {
     /// Execution id (for `GET /v1/executions/{id}`).
     pub id: String,
@@ -90,8 +101,7 @@ pub struct ExecutionResponse {
     /// Bytes written to stderr.
     pub stderr_bytes: u64,
     /// Denied syscalls: `[{"syscall": "ptrace", "count": 1}]`.
-    #[schema(value_type = Vec<Object>)]
-    pub seccomp_violations: Vec<serde_json::Value>,
+    pub seccomp_violations: Vec<SeccompViolation>,
     /// Why the program could not be started.
     pub exec_error: Option<String>,
     /// Isolation layers missing on this host (allowed by configuration).

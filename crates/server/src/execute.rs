@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use rmcp::schemars;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warden_egress::UrlPolicy;
@@ -207,7 +208,7 @@ pub fn languages(config: &Config) -> BTreeMap<String, Language> {
 }
 
 /// Limits actually applied to an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema, schemars::JsonSchema)]
 pub struct AppliedLimits {
     /// Seconds.
     pub timeout_s: f64,

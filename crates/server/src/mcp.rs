@@ -166,73 +166,6 @@ pub struct FetchUrlInput {
     pub max_bytes: Option<u64>,
 }
 
-/// One denied system call in an [`ExecutionOutcome`].
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct SeccompViolation {
-    /// System call name (`ptrace`).
-    pub syscall: String,
-    /// Times it was denied.
-    pub count: u64,
-}
-
-/// Limits applied to an execution after capping.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct OutcomeLimits {
-    /// Wall-clock limit, seconds.
-    pub timeout_s: f64,
-    /// Memory limit, MiB.
-    pub memory_mb: u64,
-}
-
-/// Structured result of `run_code` and `run_command`: the API's execution response (the
-/// Outcome of `warden run --json`, its id, the applied limits). Documents the output schema;
-/// the tools return the API's JSON as it is.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ExecutionOutcome {
-    /// Execution id (also readable with `GET /v1/executions/{id}`).
-    pub id: String,
-    /// Cancelled by lockdown or shutdown (then `signal` is 9).
-    pub cancelled: bool,
-    /// Limits applied.
-    pub limits: OutcomeLimits,
-    /// Exit status when the program exited normally.
-    pub exit_code: Option<i32>,
-    /// Signal number when it was killed (9 after a timeout, OOM kill or cancel).
-    pub signal: Option<i32>,
-    /// The wall-clock limit was reached.
-    pub timed_out: bool,
-    /// The OOM killer killed a process of the execution.
-    pub oom_killed: bool,
-    /// Wall time, milliseconds.
-    pub wall_time_ms: f64,
-    /// CPU time, milliseconds.
-    pub cpu_time_ms: f64,
-    /// Peak memory, bytes.
-    pub peak_memory_bytes: u64,
-    /// Captured stdout (lossy UTF-8, capped at `sandbox.max_output_bytes`).
-    pub stdout: String,
-    /// Captured stderr (lossy UTF-8, capped).
-    pub stderr: String,
-    /// stdout was longer than the cap.
-    pub stdout_truncated: bool,
-    /// stderr was longer than the cap.
-    pub stderr_truncated: bool,
-    /// Bytes written to stdout.
-    pub stdout_bytes: u64,
-    /// Bytes written to stderr.
-    pub stderr_bytes: u64,
-    /// System calls the seccomp policy denied.
-    pub seccomp_violations: Vec<SeccompViolation>,
-    /// Why the program could not be started.
-    pub exec_error: Option<String>,
-    /// Isolation layers missing on this host (allowed by configuration).
-    pub missing_layers: Vec<String>,
-    /// cgroup version used.
-    pub cgroup: Option<String>,
-    /// Landlock ABI enforced.
-    pub landlock_abi: Option<u32>,
-}
-
 /// One response header of `fetch_url`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FetchHeader {
@@ -432,7 +365,7 @@ impl WardenMcp {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = schema_for_output::<ExecutionOutcome>()
+        output_schema = schema_for_output::<api::ExecutionResponse>()
     )]
     async fn run_code(
         &self,
@@ -465,7 +398,7 @@ impl WardenMcp {
             idempotent_hint = false,
             open_world_hint = false
         ),
-        output_schema = schema_for_output::<ExecutionOutcome>()
+        output_schema = schema_for_output::<api::ExecutionResponse>()
     )]
     async fn run_command(
         &self,
@@ -959,7 +892,7 @@ mod tests {
     #[test]
     fn output_schemas_describe_what_the_api_returns() {
         // The API's execution response must satisfy the schema's required fields.
-        let schema = schema_for_output::<ExecutionOutcome>();
+        let schema = schema_for_output::<api::ExecutionResponse>();
         let required: Vec<&str> = schema["required"]
             .as_array()
             .unwrap()
