@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use warden_egress::proxy::{serve, ConnectionLog, ProxyConfig};
 
+use crate::run::parse_timeout;
 use crate::url::PolicyArgs;
 
 /// Options of `warden proxy`.
@@ -28,25 +29,14 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "PATH")]
     config: Option<std::path::PathBuf>,
     /// Seconds allowed to connect to a destination.
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout)]
     connect_timeout: Duration,
     /// Seconds after which a connection or tunnel with no traffic is closed.
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_timeout)]
     idle_timeout: Duration,
     /// Client connections and tunnels served at once; more get 503.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_connections: u32,
-}
-
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    match s.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err(format!(
-            "`{s}`: expected seconds greater than 0 and at most 86400 (for example 10 or 0.5)"
-        )),
-    }
 }
 
 /// Runs `warden proxy` until SIGINT or SIGTERM.

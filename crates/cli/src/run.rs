@@ -90,7 +90,8 @@ pub enum NetworkMode {
     Proxy,
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+/// Seconds for a time limit flag: greater than 0, at most 86400 (a day), fractions allowed.
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim()
         .parse()

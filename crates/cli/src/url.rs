@@ -45,12 +45,7 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     /// Whether no policy flag was given.
     pub fn is_empty(&self) -> bool {
-        self.resolve.is_empty()
-            && self.allow_cidr.is_empty()
-            && self.deny_cidr.is_empty()
-            && self.allow_domain.is_empty()
-            && self.deny_domain.is_empty()
-            && self.allow_port.is_empty()
+        self.resolve.is_empty() && !self.has_policy_rules()
     }
 
     /// Whether any flag other than `--resolve` was given.
