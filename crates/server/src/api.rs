@@ -339,9 +339,6 @@ pub async fn create_execution(
         outcome: class.to_string(),
         record: body.clone(),
     };
-    if let Err(e) = state.store.insert_execution(&row).await {
-        tracing::error!(error = %e, "cannot store the execution record");
-    }
     let event = NewEvent::new("execution", Decision::Allow)
         .reason(class)
         .details(serde_json::json!({
@@ -354,7 +351,9 @@ pub async fn create_execution(
             "wall_time_ms": outcome.wall_time_ms,
             "seccomp_violations": outcome.seccomp_violations.iter().map(|v| v.count).sum::<u64>(),
         }));
-    state.audit(&ctx, Some(&principal.id), event).await;
+    state
+        .record_execution(&ctx, &principal.id, &row, event)
+        .await;
     Ok(Json(body).into_response())
 }
 

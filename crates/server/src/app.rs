@@ -242,8 +242,31 @@ impl AppState {
         self.audit_event(event).await;
     }
 
-    /// Records an event that is not tied to a request.
-    pub async fn audit_event(&self, event: NewEvent) {
+    /// Stores an execution record and, when auditing is on, its audit event, in one store
+    /// transaction. Failures are logged, not returned, as in [`AppState::audit`].
+    pub async fn record_execution(
+        &self,
+        ctx: &RequestContext,
+        principal: &str,
+        row: &crate::store::ExecutionRow,
+        mut event: NewEvent,
+    ) {
+        event.request_id = Some(ctx.request_id.clone());
+        event.client = ctx.client.map(|c| c.to_string());
+        event.principal = Some(principal.to_string());
+        self.observe_audit_event(&event);
+        let stored = if self.config.audit.enabled {
+            self.store.insert_execution_audited(row, event).await.map(drop)
+        } else {
+            self.store.insert_execution(row).await
+        };
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "cannot store the execution record and its audit event");
+        }
+    }
+
+    /// Counts and logs an audit event (before it is stored).
+    fn observe_audit_event(&self, event: &NewEvent) {
         self.metrics
             .audit_events
             .get_or_create(&crate::metrics::ActionLabel {
@@ -258,6 +281,11 @@ impl AppState {
             reason = event.reason.as_deref().unwrap_or(""),
             "audit"
         );
+    }
+
+    /// Records an event that is not tied to a request.
+    pub async fn audit_event(&self, event: NewEvent) {
+        self.observe_audit_event(&event);
         if !self.config.audit.enabled {
             return;
         }

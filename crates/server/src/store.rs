@@ -309,6 +309,14 @@ impl Store {
     ///
     /// [`StoreError::Query`].
     pub async fn insert_execution(&self, row: &ExecutionRow) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Self::insert_execution_in(&mut conn, row).await
+    }
+
+    async fn insert_execution_in(
+        conn: &mut sqlx::SqliteConnection,
+        row: &ExecutionRow,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO executions (id, principal, language, request_id, created_at, outcome, record) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -320,7 +328,7 @@ impl Store {
         .bind(&row.created_at)
         .bind(&row.outcome)
         .bind(row.record.to_string())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -363,8 +371,38 @@ impl Store {
     pub async fn append_audit(&self, new: NewEvent) -> Result<Event, StoreError> {
         let _guard = self.audit_lock.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let event = Self::append_audit_in(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    /// Stores an execution record and appends `new` to the audit chain in one transaction:
+    /// either both are on record or neither is, and the request pays for one commit, not two.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Query`].
+    pub async fn insert_execution_audited(
+        &self,
+        row: &ExecutionRow,
+        new: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let _guard = self.audit_lock.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Self::insert_execution_in(&mut *tx, row).await?;
+        let event = Self::append_audit_in(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    /// Reads the chain's head and inserts the next event, inside `tx` (which must hold the
+    /// write lock: `BEGIN IMMEDIATE`, so no other process can append between read and insert).
+    async fn append_audit_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        new: NewEvent,
+    ) -> Result<Event, StoreError> {
         let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let (last_seq, prev_hash) = match head {
             Some(row) => (
@@ -402,9 +440,8 @@ impl Store {
         .bind(&event.details)
         .bind(&event.prev_hash)
         .bind(&event.hash)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(event)
     }
 
@@ -498,6 +535,37 @@ mod tests {
         assert!(store.revoke_key(&info.id).await.unwrap());
         assert!(!store.revoke_key(&info.id).await.unwrap());
         assert_eq!(store.active_keys().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn execution_and_its_audit_event_are_stored_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let row = ExecutionRow {
+            id: "e1".into(),
+            principal: "p".into(),
+            language: "python".into(),
+            request_id: "r1".into(),
+            created_at: rfc3339_now(),
+            outcome: "ok".into(),
+            record: serde_json::json!({"exit_code": 0}),
+        };
+        let event = store
+            .insert_execution_audited(&row, NewEvent::new("execution", Decision::Allow))
+            .await
+            .unwrap();
+        assert_eq!(event.seq, 1);
+        let stored = store.get_execution("e1").await.unwrap().unwrap();
+        assert_eq!(stored.record, row.record);
+        assert_eq!(store.verify_audit().await.unwrap().unwrap().events, 1);
+
+        // The same id again: the insert fails, and the audit event is rolled back with it.
+        let err = store
+            .insert_execution_audited(&row, NewEvent::new("execution", Decision::Allow))
+            .await;
+        assert!(matches!(err, Err(StoreError::Query(_))), "{err:?}");
+        assert_eq!(store.verify_audit().await.unwrap().unwrap().events, 1);
+        assert_eq!(store.audit_tail(10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
