@@ -139,6 +139,7 @@ pub fn main() -> ! {
         Ok(fd) => fd,
         Err(_) => sys::exit_now(125),
     };
+
     let code = match stage1(&control) {
         Ok(code) => code,
         Err(e) => {

@@ -8,10 +8,9 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -416,35 +415,12 @@ impl Run {
         ids: (u32, u32),
     ) -> Result<Run, Error> {
         let (control, child_end) = UnixStream::pair().map_err(sys_err("socketpair"))?;
-        let mut cmd = Command::new(init_exe);
-        cmd.arg(INIT_ARG)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Control socket at fd 3, and a new session: no controlling terminal reaches the
-        // sandbox, and a terminal's Ctrl-C (or `timeout`) signals only warden's own process
-        // group, so the supervisor, not the half-built sandbox, decides how to tear down.
-        sys::prepare_init_exec(&mut cmd, child_end.as_raw_fd());
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            path: init_exe.to_path_buf(),
-            source,
-        })?;
-        drop(child_end);
-        let stage1_pid = child.id() as libc::pid_t;
-        // Not yet waited for, so the pid cannot have been reused.
-        let stage1_pidfd = sys::pidfd_open(stage1_pid).map_err(sys_err("pidfd_open"))?;
-
+        let (stdin_read, stdin_write) = sys::pipe().map_err(sys_err("pipe"))?;
+        let (stdout_read, stdout_write) = sys::pipe().map_err(sys_err("pipe"))?;
+        let (stderr_read, stderr_write) = sys::pipe().map_err(sys_err("pipe"))?;
         // Pipes are created 0600 by us (host root); the program reopens them through
         // /proc/self/fd (`/dev/stdout`) as the sandbox user, which checks the pipe inode's mode.
-        for fd in [
-            child.stdin.as_ref().map(|f| f.as_fd()),
-            child.stdout.as_ref().map(|f| f.as_fd()),
-            child.stderr.as_ref().map(|f| f.as_fd()),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for fd in [&stdin_write, &stdout_read, &stderr_read] {
             rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(0o666)).map_err(|e| {
                 Error::Sys {
                     op: "fchmod pipe",
@@ -452,15 +428,45 @@ impl Run {
                 }
             })?;
         }
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| capture(s, cfg.spec.limits.output_bytes, io.stdout));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| capture(s, cfg.spec.limits.output_bytes, io.stderr));
-        if let Some(mut stdin) = child.stdin.take() {
+        let spawn_error = |source| Error::Spawn {
+            path: init_exe.to_path_buf(),
+            source,
+        };
+        let exe = std::ffi::CString::new(init_exe.as_os_str().as_encoded_bytes())
+            .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let arg = std::ffi::CString::new(INIT_ARG)
+            .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        // Control socket at fd 3, an empty environment, and a new session: no controlling
+        // terminal reaches the sandbox, and a terminal's Ctrl-C (or `timeout`) signals only
+        // warden's own process group, so the supervisor, not the half-built sandbox, decides
+        // how to tear down.
+        let stage1_pid = sys::spawn_init(
+            &exe,
+            &arg,
+            [
+                stdin_read.as_fd(),
+                stdout_write.as_fd(),
+                stderr_write.as_fd(),
+                child_end.as_fd(),
+            ],
+        )
+        .map_err(spawn_error)?;
+        drop((child_end, stdin_read, stdout_write, stderr_write));
+        // Not yet waited for, so the pid cannot have been reused.
+        let stage1_pidfd = sys::pidfd_open(stage1_pid).map_err(sys_err("pidfd_open"))?;
+
+        let stdout = Some(capture(
+            std::fs::File::from(stdout_read),
+            cfg.spec.limits.output_bytes,
+            io.stdout,
+        ));
+        let stderr = Some(capture(
+            std::fs::File::from(stderr_read),
+            cfg.spec.limits.output_bytes,
+            io.stderr,
+        ));
+        let stdin = Some(std::fs::File::from(stdin_write));
+        if let Some(mut stdin) = stdin {
             match &cfg.spec.stdin {
                 Stdin::Null => drop(stdin),
                 Stdin::Bytes(bytes) => {

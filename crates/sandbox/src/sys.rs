@@ -109,12 +109,6 @@ pub fn loopback_up() -> io::Result<()> {
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }.into()).map(drop)
 }
 
-/// `setsid(2)`: a new session without a controlling terminal. *Child side.*
-pub fn setsid() -> io::Result<()> {
-    // SAFETY: no arguments.
-    check(unsafe { libc::setsid() }.into()).map(drop)
-}
-
 /// `setgroups(2)` with an empty list: drops every supplementary group. *Child side.*
 pub fn clear_groups() -> io::Result<()> {
     // SAFETY: size 0 with a null list is the documented way to clear the groups.
@@ -205,12 +199,6 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     };
     // SAFETY: F_SETFD takes an integer argument.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }.into()).map(drop)
-}
-
-/// `dup2(2)`.
-pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
-    // SAFETY: integer arguments only; async-signal-safe, used between fork and exec.
-    check(unsafe { libc::dup2(old, new) }.into()).map(drop)
 }
 
 /// Result of [`fork`].
@@ -516,14 +504,30 @@ pub fn adopt_fd(fd: RawFd) -> OwnedFd {
 
 /// Resets every catchable signal to its default disposition and unblocks all signals, so an
 /// `SIG_IGN` inherited from the warden binary (SIGPIPE) does not survive into the program.
+///
+/// Uses the raw `rt_sigaction(2)` system call: glibc's `sigaction` refuses its internal
+/// signals 32 and 33 (EINVAL), which `posix_spawn` leaves ignored in the init.
 pub fn reset_signal_dispositions() -> io::Result<()> {
-    for sig in 1..libc::SIGRTMAX() {
+    // The kernel's `struct sigaction` (handler, flags, restorer, 64-bit mask; x86_64 and
+    // arm64): all zero is SIG_DFL with no flags and an empty mask.
+    let default = [0u64; 4];
+    // The kernel's signal numbers: 1..=64 (_NSIG).
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: SIG_DFL is always a valid disposition; errors (EINVAL for reserved
-        // real-time signals used by libc) are ignored on purpose.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: `default` is a valid kernel sigaction for the whole call; the old action
+        // is not requested; the mask size is the kernel's (8 bytes). Errors cannot happen
+        // for these numbers and are ignored.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
     }
     // SAFETY: an all-empty set unblocks everything; the old-mask pointer may be null.
     unsafe {
@@ -537,23 +541,101 @@ pub fn reset_signal_dispositions() -> io::Result<()> {
     Ok(())
 }
 
-/// Arranges for `cmd` to receive `fd` as fd 3 (the control socket) and to start in a new
-/// session (`setsid`), both between fork and exec, where only async-signal-safe calls are
-/// sound: `dup2`/`fcntl` and `setsid` are.
-pub fn prepare_init_exec(cmd: &mut std::process::Command, fd: RawFd) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure only calls dup2 or fcntl and setsid (async-signal-safe), allocates
-    // nothing and touches no lock, as required after fork in a multithreaded parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                set_cloexec(3, false)?;
-            } else {
-                dup2(fd, 3)?;
-            }
-            setsid()
-        });
+/// Starts `path` with the arguments `[path, arg]`, an empty environment, `fds[i]` as its fd
+/// `i` (stdin, stdout, stderr, the control socket at 3), in a new session (`setsid`), with
+/// every signal at its default disposition and none blocked; returns its pid.
+///
+/// `posix_spawn(3)` (glibc: `clone(CLONE_VM | CLONE_VFORK)`, then `execve`) instead of
+/// `fork`: the parent's page tables are not copied, and its memory is not left copy-on-write
+/// for its other threads to fault on afterwards. That is the point: the supervisor may be a
+/// large, multithreaded server. Nothing but glibc's own spawn code runs in the child.
+///
+/// # Errors
+///
+/// `fcntl(F_DUPFD_CLOEXEC)` failing (out of file descriptors), or the error `posix_spawn`
+/// returns, which includes `execve`'s (`ENOENT`, `EACCES`, ...).
+pub fn spawn_init(path: &CStr, arg: &CStr, fds: [BorrowedFd<'_>; 4]) -> io::Result<libc::pid_t> {
+    // Fresh close-on-exec copies above the target range: a source that already is one of
+    // 0..=3 can then never be overwritten by an earlier dup2 before its own dup2 runs.
+    let mut high = Vec::with_capacity(fds.len());
+    for fd in fds {
+        // SAFETY: F_DUPFD_CLOEXEC on a borrowed, open fd; the result is a new fd we own.
+        let dup = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) }.into())?;
+        // SAFETY: `dup` was just returned by fcntl and is owned by nobody else.
+        high.push(unsafe { OwnedFd::from_raw_fd(dup as RawFd) });
     }
+    let argv = [path.as_ptr(), arg.as_ptr(), ptr::null()];
+    let envp: [*const libc::c_char; 1] = [ptr::null()];
+    // SAFETY: the attribute and file-action objects are initialised before use and destroyed
+    // on every path; argv and envp are NULL-terminated arrays of NUL-terminated strings that
+    // outlive the call; `high` keeps the dup2 sources open until posix_spawn has returned
+    // (CLONE_VFORK: the child has exec'd or exited by then).
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let ret = libc::posix_spawn_file_actions_init(&mut actions);
+        if ret != 0 {
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        let ret = libc::posix_spawnattr_init(&mut attr);
+        if ret != 0 {
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        let mut ret = 0;
+        for (target, fd) in high.iter().enumerate() {
+            if ret == 0 {
+                ret = libc::posix_spawn_file_actions_adddup2(
+                    &mut actions,
+                    fd.as_raw_fd(),
+                    target as libc::c_int,
+                );
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigfillset(&mut all);
+        if ret == 0 {
+            ret = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+        }
+        if ret == 0 {
+            ret = libc::posix_spawnattr_setsigdefault(&mut attr, &all);
+        }
+        if ret == 0 {
+            let flags = libc::POSIX_SPAWN_SETSID
+                | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
+                | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
+            ret = libc::posix_spawnattr_setflags(&mut attr, flags);
+        }
+        let mut pid: libc::pid_t = 0;
+        if ret == 0 {
+            ret = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &actions,
+                &attr,
+                argv.as_ptr().cast::<*mut libc::c_char>(),
+                envp.as_ptr().cast::<*mut libc::c_char>(),
+            );
+        }
+        libc::posix_spawnattr_destroy(&mut attr);
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        drop(high);
+        if ret != 0 {
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        Ok(pid)
+    }
+}
+
+/// A pipe whose both ends are close-on-exec: `(read, write)`.
+///
+/// # Errors
+///
+/// `pipe2(2)` failing (out of file descriptors).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)
 }
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, prog)`: installs a
@@ -580,4 +662,91 @@ pub fn seccomp_load_with_listener(program: &[libc::sock_filter]) -> io::Result<O
     })?;
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// Runs `program arg` through [`spawn_init`] with `input` on stdin and a fresh pipe at
+    /// fd 3, from a thread that blocks SIGUSR1; returns its stdout and the fd-3 pipe's inode.
+    fn spawned(program: &str, arg: &str, input: &[u8]) -> (String, u64) {
+        let (stdin_read, stdin_write) = pipe().unwrap();
+        let (stdout_read, stdout_write) = pipe().unwrap();
+        let (_control_read, control_write) = pipe().unwrap();
+        let inode = rustix::fs::fstat(&control_write).unwrap().st_ino;
+        let old = block_signals(&[libc::SIGUSR1]).unwrap();
+        let pid = spawn_init(
+            &CString::new(program).unwrap(),
+            &CString::new(arg).unwrap(),
+            [
+                stdin_read.as_fd(),
+                stdout_write.as_fd(),
+                stdout_write.as_fd(),
+                control_write.as_fd(),
+            ],
+        )
+        .unwrap();
+        set_signal_mask(&old).unwrap();
+        drop((stdin_read, stdout_write, control_write));
+        std::fs::File::from(stdin_write).write_all(input).unwrap();
+        let mut out = String::new();
+        std::fs::File::from(stdout_read)
+            .read_to_string(&mut out)
+            .unwrap();
+        wait4(pid, 0).unwrap();
+        (out, inode)
+    }
+
+    /// The spawned process leads its own session, has no blocked signal and no ignored one but
+    /// glibc's own (whatever the spawning thread had: the harness ignores SIGPIPE), an empty
+    /// environment, and
+    /// exactly the given fds at 0, 1 and 3.
+    #[test]
+    fn spawn_init_sets_up_session_signals_environment_and_fds() {
+        let (status, _) = spawned("/bin/cat", "/proc/self/status", b"");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(field("Pid:"), field("NSsid:"), "{status}");
+        assert_eq!(field("SigBlk:"), "0000000000000000", "{status}");
+        // glibc leaves its internal signals 32 and 33 ignored; the init resets them.
+        assert_eq!(
+            u64::from_str_radix(&field("SigIgn:"), 16).unwrap() & !0x1_8000_0000,
+            0,
+            "{status}"
+        );
+
+        let (environ, _) = spawned("/bin/cat", "/proc/self/environ", b"");
+        assert_eq!(environ, "");
+
+        let (fd3, inode) = spawned("/bin/readlink", "/proc/self/fd/3", b"");
+        assert_eq!(fd3.trim(), format!("pipe:[{inode}]"));
+
+        let (echoed, _) = spawned("/bin/cat", "-", b"from stdin\n");
+        assert_eq!(echoed, "from stdin\n");
+    }
+
+    #[test]
+    fn spawn_init_reports_a_missing_program() {
+        let (a, b) = pipe().unwrap();
+        let missing = CString::new("/nonexistent-warden-init").unwrap();
+        let err = spawn_init(
+            &missing,
+            &missing,
+            [a.as_fd(), b.as_fd(), b.as_fd(), b.as_fd()],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
 }

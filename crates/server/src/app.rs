@@ -256,7 +256,10 @@ impl AppState {
         event.principal = Some(principal.to_string());
         self.observe_audit_event(&event);
         let stored = if self.config.audit.enabled {
-            self.store.insert_execution_audited(row, event).await.map(drop)
+            self.store
+                .insert_execution_audited(row, event)
+                .await
+                .map(drop)
         } else {
             self.store.insert_execution(row).await
         };

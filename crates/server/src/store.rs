@@ -392,7 +392,7 @@ impl Store {
     ) -> Result<Event, StoreError> {
         let _guard = self.audit_lock.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Self::insert_execution_in(&mut *tx, row).await?;
+        Self::insert_execution_in(&mut tx, row).await?;
         let event = Self::append_audit_in(&mut tx, new).await?;
         tx.commit().await?;
         Ok(event)

@@ -132,3 +132,21 @@ fn environment_is_minimal_plus_requested() {
     );
     assert!(r.stdout().contains("GREETING=hi there\n"));
 }
+
+#[test]
+fn program_starts_with_no_blocked_or_ignored_signal() {
+    // As a freshly started process would: an inherited ignored disposition (glibc's spawn
+    // leaves its internal signals 32 and 33 ignored) or mask would survive execve.
+    let r = run_json(&[], &["cat", "/proc/self/status"]);
+    let field = |name: &str| {
+        r.stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(field("SigBlk:"), "0000000000000000", "{}", r.stdout());
+    assert_eq!(field("SigIgn:"), "0000000000000000", "{}", r.stdout());
+    r.assert_no_violations();
+}
