@@ -5,9 +5,10 @@
 //!
 //! Queries are plain `sqlx::query` strings in portable SQL, and the schema is in
 //! `migrations/` (applied with `sqlx::migrate!` at open), so the same code can later run
-//! against PostgreSQL. An audit append is one `BEGIN IMMEDIATE` transaction that reads the
-//! chain's head and inserts the next event, so appends from the server and from `warden keys`
-//! in another process cannot fork the chain.
+//! against PostgreSQL. An audit append is one `BEGIN IMMEDIATE; INSERT …; COMMIT` batch (one
+//! round trip to SQLite's worker thread) at the head this process last saw; the primary key on
+//! `seq` refuses it when `warden keys` in another process appended meanwhile, and the append
+//! is retried at the new head, so the chain cannot fork.
 //!
 //! # Limitations
 //!
@@ -72,7 +73,9 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
-    audit_lock: std::sync::Arc<Mutex<()>>,
+    /// The audit chain's head `(seq, hash)` as this process last wrote or read it (`None`:
+    /// read it from the database). Its lock serialises this process's appends.
+    audit_head: std::sync::Arc<Mutex<Option<(i64, String)>>>,
 }
 
 /// An API key as listed (never the key itself).
@@ -164,7 +167,7 @@ impl Store {
         Ok(Store {
             pool,
             path,
-            audit_lock: std::sync::Arc::new(Mutex::new(())),
+            audit_head: std::sync::Arc::new(Mutex::new(None)),
         })
     }
 
@@ -372,15 +375,11 @@ impl Store {
     ///
     /// [`StoreError::Query`].
     pub async fn append_audit(&self, new: NewEvent) -> Result<Event, StoreError> {
-        let _guard = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let event = Self::append_audit_in(&mut tx, new).await?;
-        tx.commit().await?;
-        Ok(event)
+        self.append(None, new).await
     }
 
     /// Stores an execution record and appends `new` to the audit chain in one transaction:
-    /// either both are on record or neither is, and the request pays for one commit, not two.
+    /// either both are on record or neither is.
     ///
     /// # Errors
     ///
@@ -390,32 +389,26 @@ impl Store {
         row: &ExecutionRow,
         new: NewEvent,
     ) -> Result<Event, StoreError> {
-        let _guard = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Self::insert_execution_in(&mut tx, row).await?;
-        let event = Self::append_audit_in(&mut tx, new).await?;
-        tx.commit().await?;
-        Ok(event)
+        self.append(Some(row), new).await
     }
 
-    /// Reads the chain's head and inserts the next event, inside `tx` (which must hold the
-    /// write lock: `BEGIN IMMEDIATE`, so no other process can append between read and insert).
-    async fn append_audit_in(
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    /// Appends `new` (and stores `execution`, if any) in one transaction sent to SQLite as one
+    /// batch: `BEGIN IMMEDIATE; INSERT …; COMMIT`, one round trip to the connection's worker
+    /// thread instead of one per statement.
+    ///
+    /// The event's `seq` and `prev_hash` come from the head this process last wrote or read
+    /// (under `audit_head`'s lock). Another process (`warden keys …`) may have appended since:
+    /// then `seq` already exists, the primary key refuses the insert, the batch is rolled
+    /// back, and the head is read again (at most three attempts). Every appender inserts at
+    /// head + 1, so a successful insert proves the cached head was still the head.
+    async fn append(
+        &self,
+        execution: Option<&ExecutionRow>,
         new: NewEvent,
     ) -> Result<Event, StoreError> {
-        let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
-        let (last_seq, prev_hash) = match head {
-            Some(row) => (
-                row.try_get::<i64, _>("seq")?,
-                row.try_get::<String, _>("hash")?,
-            ),
-            None => (0, audit::GENESIS_HASH.to_string()),
-        };
+        let mut head = self.audit_head.lock().await;
         let mut event = Event {
-            seq: last_seq + 1,
+            seq: 0,
             time: rfc3339_now(),
             request_id: new.request_id,
             principal: new.principal,
@@ -424,28 +417,104 @@ impl Store {
             decision: new.decision.to_string(),
             reason: new.reason,
             details: new.details.to_string(),
-            prev_hash,
+            prev_hash: String::new(),
             hash: String::new(),
         };
-        event.hash = event.compute_hash();
-        sqlx::query(
-            "INSERT INTO audit_events (seq, time, request_id, principal, client, action, decision, \
-             reason, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(event.seq)
-        .bind(&event.time)
-        .bind(&event.request_id)
-        .bind(&event.principal)
-        .bind(&event.client)
-        .bind(&event.action)
-        .bind(&event.decision)
-        .bind(&event.reason)
-        .bind(&event.details)
-        .bind(&event.prev_hash)
-        .bind(&event.hash)
-        .execute(&mut **tx)
-        .await?;
-        Ok(event)
+        let mut conn = self.pool.acquire().await?;
+        let mut attempt = 0;
+        loop {
+            let (last_seq, prev_hash) = match head.take() {
+                Some(cached) => cached,
+                None => Self::read_head(&mut conn).await?,
+            };
+            event.seq = last_seq + 1;
+            event.prev_hash = prev_hash;
+            event.hash = event.compute_hash();
+            let batch = match execution {
+                Some(_) => concat!(
+                    "BEGIN IMMEDIATE; ",
+                    "INSERT INTO executions (id, principal, language, request_id, created_at, ",
+                    "outcome, record) VALUES (?, ?, ?, ?, ?, ?, ?); ",
+                    "INSERT INTO audit_events (seq, time, request_id, principal, client, action, ",
+                    "decision, reason, details, prev_hash, hash) ",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?); ",
+                    "COMMIT;"
+                ),
+                None => concat!(
+                    "BEGIN IMMEDIATE; ",
+                    "INSERT INTO audit_events (seq, time, request_id, principal, client, action, ",
+                    "decision, reason, details, prev_hash, hash) ",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?); ",
+                    "COMMIT;"
+                ),
+            };
+            let mut query = sqlx::query(batch);
+            if let Some(row) = execution {
+                query = query
+                    .bind(&row.id)
+                    .bind(&row.principal)
+                    .bind(&row.language)
+                    .bind(&row.request_id)
+                    .bind(&row.created_at)
+                    .bind(&row.outcome)
+                    .bind(row.record.to_string());
+            }
+            let result = query
+                .bind(event.seq)
+                .bind(&event.time)
+                .bind(&event.request_id)
+                .bind(&event.principal)
+                .bind(&event.client)
+                .bind(&event.action)
+                .bind(&event.decision)
+                .bind(&event.reason)
+                .bind(&event.details)
+                .bind(&event.prev_hash)
+                .bind(&event.hash)
+                .execute(&mut *conn)
+                .await;
+            match result {
+                Ok(_) => {
+                    *head = Some((event.seq, event.hash.clone()));
+                    return Ok(event);
+                }
+                Err(e) => {
+                    // The batch stopped at the failing statement, possibly inside its
+                    // transaction: end it. A connection that cannot is closed, not pooled.
+                    if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                        if !rollback.to_string().contains("no transaction is active") {
+                            conn.close_on_drop();
+                        }
+                    }
+                    // "UNIQUE constraint failed: audit_events.seq" (SQLite's message).
+                    let taken = matches!(
+                        &e,
+                        sqlx::Error::Database(db)
+                            if db.is_unique_violation() && db.message().contains("audit_events.seq")
+                    );
+                    attempt += 1;
+                    // A stale head: read it again (inside a write transaction) and retry.
+                    if !(taken && attempt < 3) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The chain's head `(seq, hash)`; `(0, GENESIS_HASH)` for an empty chain. (Another
+    /// process may append right after: the insert at `seq + 1` then fails and is retried.)
+    async fn read_head(conn: &mut sqlx::SqliteConnection) -> Result<(i64, String), StoreError> {
+        let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match head {
+            Some(row) => (
+                row.try_get::<i64, _>("seq")?,
+                row.try_get::<String, _>("hash")?,
+            ),
+            None => (0, audit::GENESIS_HASH.to_string()),
+        })
     }
 
     fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
@@ -569,6 +638,47 @@ mod tests {
         assert!(matches!(err, Err(StoreError::Query(_))), "{err:?}");
         assert_eq!(store.verify_audit().await.unwrap().unwrap().events, 1);
         assert_eq!(store.audit_tail(10).await.unwrap().len(), 1);
+        // Nothing of the failed batch is left open: the next append goes through.
+        let next = store
+            .append_audit(NewEvent::new("execution.read", Decision::Allow))
+            .await
+            .unwrap();
+        assert_eq!(next.seq, 2);
+        assert_eq!(store.verify_audit().await.unwrap().unwrap().events, 2);
+    }
+
+    #[tokio::test]
+    async fn appends_from_two_processes_keep_one_chain() {
+        // Two stores on one file stand for the server and `warden keys` in another process:
+        // each caches the head it last wrote, so each append after the other's is stale and
+        // must be detected and retried, never forking the chain.
+        let dir = tempfile::tempdir().unwrap();
+        let server = Store::open(dir.path()).await.unwrap();
+        let cli = Store::open(dir.path()).await.unwrap();
+        for i in 0..4 {
+            let by = if i % 2 == 0 { &server } else { &cli };
+            let event = by
+                .append_audit(NewEvent::new("key.create", Decision::Allow))
+                .await
+                .unwrap();
+            assert_eq!(event.seq, i + 1);
+        }
+        let row = ExecutionRow {
+            id: "e1".into(),
+            principal: "p".into(),
+            language: "python".into(),
+            request_id: "r1".into(),
+            created_at: rfc3339_now(),
+            outcome: "ok".into(),
+            record: serde_json::json!({}),
+        };
+        let event = server
+            .insert_execution_audited(&row, NewEvent::new("execution", Decision::Allow))
+            .await
+            .unwrap();
+        assert_eq!(event.seq, 5);
+        let head = cli.verify_audit().await.unwrap().unwrap();
+        assert_eq!(head.events, 5);
     }
 
     #[tokio::test]
