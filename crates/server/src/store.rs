@@ -68,6 +68,37 @@ pub enum StoreError {
     Random(String),
 }
 
+/// `INSERT` of one execution record; its arguments are bound by [`bind_execution`].
+macro_rules! insert_execution_sql {
+    () => {
+        "INSERT INTO executions (id, principal, language, request_id, created_at, outcome, \
+         record) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    };
+}
+
+/// `INSERT` of one audit event (arguments in column order).
+macro_rules! insert_audit_sql {
+    () => {
+        "INSERT INTO audit_events (seq, time, request_id, principal, client, action, decision, \
+         reason, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    };
+}
+
+/// Binds `row` to the next arguments of `query`, in the order of `insert_execution_sql!`.
+fn bind_execution<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    row: &'q ExecutionRow,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(&row.id)
+        .bind(&row.principal)
+        .bind(&row.language)
+        .bind(&row.request_id)
+        .bind(&row.created_at)
+        .bind(&row.outcome)
+        .bind(row.record.to_string())
+}
+
 /// The store. Cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -315,27 +346,9 @@ impl Store {
     ///
     /// [`StoreError::Query`].
     pub async fn insert_execution(&self, row: &ExecutionRow) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        Self::insert_execution_in(&mut conn, row).await
-    }
-
-    async fn insert_execution_in(
-        conn: &mut sqlx::SqliteConnection,
-        row: &ExecutionRow,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO executions (id, principal, language, request_id, created_at, outcome, record) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&row.id)
-        .bind(&row.principal)
-        .bind(&row.language)
-        .bind(&row.request_id)
-        .bind(&row.created_at)
-        .bind(&row.outcome)
-        .bind(row.record.to_string())
-        .execute(&mut *conn)
-        .await?;
+        bind_execution(sqlx::query(insert_execution_sql!()), row)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -430,35 +443,23 @@ impl Store {
             event.seq = last_seq + 1;
             event.prev_hash = prev_hash;
             event.hash = event.compute_hash();
-            let batch = match execution {
-                Some(_) => concat!(
-                    "BEGIN IMMEDIATE; ",
-                    "INSERT INTO executions (id, principal, language, request_id, created_at, ",
-                    "outcome, record) VALUES (?, ?, ?, ?, ?, ?, ?); ",
-                    "INSERT INTO audit_events (seq, time, request_id, principal, client, action, ",
-                    "decision, reason, details, prev_hash, hash) ",
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?); ",
-                    "COMMIT;"
+            let query = match execution {
+                Some(row) => bind_execution(
+                    sqlx::query(concat!(
+                        "BEGIN IMMEDIATE; ",
+                        insert_execution_sql!(),
+                        "; ",
+                        insert_audit_sql!(),
+                        "; COMMIT;"
+                    )),
+                    row,
                 ),
-                None => concat!(
+                None => sqlx::query(concat!(
                     "BEGIN IMMEDIATE; ",
-                    "INSERT INTO audit_events (seq, time, request_id, principal, client, action, ",
-                    "decision, reason, details, prev_hash, hash) ",
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?); ",
-                    "COMMIT;"
-                ),
+                    insert_audit_sql!(),
+                    "; COMMIT;"
+                )),
             };
-            let mut query = sqlx::query(batch);
-            if let Some(row) = execution {
-                query = query
-                    .bind(&row.id)
-                    .bind(&row.principal)
-                    .bind(&row.language)
-                    .bind(&row.request_id)
-                    .bind(&row.created_at)
-                    .bind(&row.outcome)
-                    .bind(row.record.to_string());
-            }
             let result = query
                 .bind(event.seq)
                 .bind(&event.time)
@@ -609,19 +610,23 @@ mod tests {
         assert_eq!(store.active_keys().await.unwrap(), 0);
     }
 
-    #[tokio::test]
-    async fn execution_and_its_audit_event_are_stored_together_or_not_at_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let row = ExecutionRow {
-            id: "e1".into(),
+    fn execution(id: &str) -> ExecutionRow {
+        ExecutionRow {
+            id: id.into(),
             principal: "p".into(),
             language: "python".into(),
             request_id: "r1".into(),
             created_at: rfc3339_now(),
             outcome: "ok".into(),
             record: serde_json::json!({"exit_code": 0}),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn execution_and_its_audit_event_are_stored_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let row = execution("e1");
         let event = store
             .insert_execution_audited(&row, NewEvent::new("execution", Decision::Allow))
             .await
@@ -663,17 +668,11 @@ mod tests {
                 .unwrap();
             assert_eq!(event.seq, i + 1);
         }
-        let row = ExecutionRow {
-            id: "e1".into(),
-            principal: "p".into(),
-            language: "python".into(),
-            request_id: "r1".into(),
-            created_at: rfc3339_now(),
-            outcome: "ok".into(),
-            record: serde_json::json!({}),
-        };
         let event = server
-            .insert_execution_audited(&row, NewEvent::new("execution", Decision::Allow))
+            .insert_execution_audited(
+                &execution("e1"),
+                NewEvent::new("execution", Decision::Allow),
+            )
             .await
             .unwrap();
         assert_eq!(event.seq, 5);
