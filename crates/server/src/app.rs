@@ -235,11 +235,8 @@ impl AppState {
 
     /// Records an audit event (when auditing is on) and counts it; a store failure is logged,
     /// not returned: the request's own result stands.
-    pub async fn audit(&self, ctx: &RequestContext, principal: Option<&str>, mut event: NewEvent) {
-        event.request_id = Some(ctx.request_id.clone());
-        event.client = ctx.client.map(|c| c.to_string());
-        event.principal = principal.map(str::to_string);
-        self.audit_event(event).await;
+    pub async fn audit(&self, ctx: &RequestContext, principal: Option<&str>, event: NewEvent) {
+        self.audit_event(attribute(event, ctx, principal)).await;
     }
 
     /// Stores an execution record and, when auditing is on, its audit event, in one store
@@ -249,11 +246,9 @@ impl AppState {
         ctx: &RequestContext,
         principal: &str,
         row: &crate::store::ExecutionRow,
-        mut event: NewEvent,
+        event: NewEvent,
     ) {
-        event.request_id = Some(ctx.request_id.clone());
-        event.client = ctx.client.map(|c| c.to_string());
-        event.principal = Some(principal.to_string());
+        let event = attribute(event, ctx, Some(principal));
         self.observe_audit_event(&event);
         let stored = if self.config.audit.enabled {
             self.store
@@ -312,6 +307,14 @@ impl AppState {
     pub fn locked_down(&self) -> bool {
         self.lockdown.load(Ordering::SeqCst)
     }
+}
+
+/// `event` attributed to the request: its id, the client address and the principal.
+fn attribute(mut event: NewEvent, ctx: &RequestContext, principal: Option<&str>) -> NewEvent {
+    event.request_id = Some(ctx.request_id.clone());
+    event.client = ctx.client.map(|c| c.to_string());
+    event.principal = principal.map(str::to_string);
+    event
 }
 
 /// The router with every layer. Serve it with connect info (`SocketAddr`) so rate limits and
