@@ -596,7 +596,9 @@ mod tests {
         assert!(key.starts_with("wdn_"));
         let raw = std::fs::read(store.path()).unwrap_or_default();
         let wal = std::fs::read(dir.path().join("warden.db-wal")).unwrap_or_default();
-        let secret = key.rsplit('_').next().unwrap();
+        // `wdn_<id>_<secret>`: the id is hex, the secret base64url (which may contain `_`).
+        let secret = key.splitn(3, '_').nth(2).unwrap();
+        assert!(secret.len() >= 40, "{key}");
         for bytes in [&raw, &wal] {
             assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
         }
