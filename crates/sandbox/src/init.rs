@@ -134,6 +134,11 @@ fn failure(step: impl Into<String>, what: &str) -> StepError {
 /// Entry point of init mode; never returns. Call it first thing in `main` when
 /// `std::env::args().nth(1) == Some(INIT_ARG)`.
 pub fn main() -> ! {
+    // Before anything else: a group signal meant for the supervisor may be pending (see
+    // `sys::GROUP_SIGNALS`); drop it, then run with nothing blocked.
+    if sys::discard_group_signals_and_unblock().is_err() {
+        sys::exit_now(125);
+    }
     // The supervisor placed the control socket at CONTROL_FD (dup2 before exec).
     let control = match take_control_fd() {
         Ok(fd) => fd,

@@ -541,9 +541,52 @@ pub fn reset_signal_dispositions() -> io::Result<()> {
     Ok(())
 }
 
+/// The signals a terminal or `timeout` sends to a whole process group. [`spawn_init`] starts
+/// the init with them blocked, and the init discards them
+/// ([`discard_group_signals_and_unblock`]): one sent to the supervisor's group in the instant
+/// before the child's `setsid` would otherwise stay pending and kill the half-built sandbox
+/// when glibc unblocks signals before `execve`, instead of reaching only the supervisor.
+pub const GROUP_SIGNALS: [libc::c_int; 7] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
+/// Discards any pending [`GROUP_SIGNALS`] (setting a pending signal's action to `SIG_IGN`
+/// discards it: sigaction(2), POSIX), restores their default action, and unblocks every
+/// signal. *Child side*: first thing in the init.
+pub fn discard_group_signals_and_unblock() -> io::Result<()> {
+    for sig in GROUP_SIGNALS {
+        // SAFETY: SIG_IGN and SIG_DFL are valid dispositions for these catchable signals.
+        unsafe {
+            if libc::signal(sig, libc::SIG_IGN) == libc::SIG_ERR
+                || libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    let empty: libc::sigset_t = empty_sigset();
+    set_signal_mask(&empty)
+}
+
+fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set it is given.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        set
+    }
+}
+
 /// Starts `path` with the arguments `[path, arg]`, an empty environment, `fds[i]` as its fd
 /// `i` (stdin, stdout, stderr, the control socket at 3), in a new session (`setsid`), with
-/// every signal at its default disposition and none blocked; returns its pid.
+/// every signal at its default disposition and only [`GROUP_SIGNALS`] blocked; returns its
+/// pid.
 ///
 /// `posix_spawn(3)` (glibc: `clone(CLONE_VM | CLONE_VFORK)`, then `execve`) instead of
 /// `fork`: the parent's page tables are not copied, and its memory is not left copy-on-write
@@ -592,12 +635,14 @@ pub fn spawn_init(path: &CStr, arg: &CStr, fds: [BorrowedFd<'_>; 4]) -> io::Resu
                 );
             }
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
+        let mut blocked = empty_sigset();
+        for sig in GROUP_SIGNALS {
+            libc::sigaddset(&mut blocked, sig);
+        }
         let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
         libc::sigfillset(&mut all);
         if ret == 0 {
-            ret = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+            ret = libc::posix_spawnattr_setsigmask(&mut attr, &blocked);
         }
         if ret == 0 {
             ret = libc::posix_spawnattr_setsigdefault(&mut attr, &all);
@@ -703,9 +748,9 @@ mod tests {
         (out, inode)
     }
 
-    /// The spawned process leads its own session, has no blocked signal and no ignored one but
-    /// glibc's own (whatever the spawning thread had: the harness ignores SIGPIPE), an empty
-    /// environment, and
+    /// The spawned process leads its own session, has exactly the group signals blocked and no
+    /// ignored signal but glibc's own (whatever the spawning thread had: it blocks SIGUSR1, and
+    /// the harness ignores SIGPIPE), an empty environment, and
     /// exactly the given fds at 0, 1 and 3.
     #[test]
     fn spawn_init_sets_up_session_signals_environment_and_fds() {
@@ -719,7 +764,14 @@ mod tests {
                 .to_string()
         };
         assert_eq!(field("Pid:"), field("NSsid:"), "{status}");
-        assert_eq!(field("SigBlk:"), "0000000000000000", "{status}");
+        let group = GROUP_SIGNALS
+            .iter()
+            .fold(0u64, |mask, &sig| mask | 1 << (sig - 1));
+        assert_eq!(
+            u64::from_str_radix(&field("SigBlk:"), 16).unwrap(),
+            group,
+            "{status}"
+        );
         // glibc leaves its internal signals 32 and 33 ignored; the init resets them.
         assert_eq!(
             u64::from_str_radix(&field("SigIgn:"), 16).unwrap() & !0x1_8000_0000,
