@@ -65,6 +65,9 @@
 //!   cgroup: a limit placed on Warden's cgroup does not cover them (theirs apply instead).
 //! - The parent directory (and on v2 the controllers enabled in the root's
 //!   `cgroup.subtree_control`) are shared by all executions and left in place.
+//! - A supervisor killed before its teardown (SIGKILL) leaves its executions' cgroups behind
+//!   until [`Cgroup::sweep_orphans`] (which the supervisor runs once, before its first
+//!   execution) finds their owner, named in the cgroup's name ([`owner_tag`]), gone.
 //! - Memory a process allocated before [`Cgroup::add_process`] stays charged to its old cgroup
 //!   (v2 never moves charges; v1 only with `memory.move_charge_at_immigrate`), so callers add
 //!   the process before it runs untrusted code.
@@ -787,6 +790,114 @@ impl Cgroup {
             .first()
             .map(|d| d.path.clone())
             .unwrap_or_default()
+    }
+}
+
+/// The calling process as the owner of the cgroups it creates: `<pid namespace>-<pid>-<start
+/// time>`: the inode of `/proc/self/ns/pid`, the pid, and the start time in clock ticks after
+/// boot (field 22 of `/proc/<pid>/stat`, proc(5)). No two processes of one PID namespace share
+/// a pid and a start time, so [`Cgroup::sweep_orphans`] can tell a live owner from a recycled
+/// pid; owners in other PID namespaces (another container sharing the hierarchy) are never
+/// judged. `None` when `/proc` cannot be read.
+pub fn owner_tag() -> Option<String> {
+    let pid = std::process::id();
+    Some(format!("{}-{pid}-{}", pid_namespace()?, start_time(pid)?))
+}
+
+/// Inode number of the calling process's PID namespace.
+fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+}
+
+/// Start time of `pid` in clock ticks after boot, if it exists.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may itself contain spaces and `)`.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The owner `(pid namespace, pid, start time)` in an execution cgroup's name
+/// `<32 hex digits>-<owner tag>`; `None` for any other name.
+fn owner_of(name: &str) -> Option<(u64, u32, u64)> {
+    let mut parts = name.splitn(4, '-');
+    let (id, ns, pid, start) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str| s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let decimal = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !hex(id) || !decimal(ns) || !decimal(pid) || !decimal(start) {
+        return None;
+    }
+    Some((ns.parse().ok()?, pid.parse().ok()?, start.parse().ok()?))
+}
+
+impl Cgroup {
+    /// Removes the execution cgroups under `parent` that a supervisor left behind when it died
+    /// without tearing down (SIGKILL, a crash): directories named `<32 hex digits>-<owner tag>`
+    /// ([`owner_tag`]) whose owner process no longer exists. Anything still inside is killed
+    /// first ([`Cgroup::kill_all`], which also thaws a v1 cgroup frozen mid-kill). Returns the
+    /// directories removed.
+    ///
+    /// Best effort, never an error: a cgroup that cannot be emptied or removed stays for a
+    /// later sweep. Cgroups of live owners and directories with other names are not touched.
+    pub fn sweep_orphans(host: &CgroupHost, parent: &str) -> Vec<PathBuf> {
+        match pid_namespace() {
+            Some(ns) => Cgroup::sweep_orphans_with(host, parent, ns, |pid, start| {
+                start_time(pid) == Some(start)
+            }),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Cgroup::sweep_orphans`] for owners in PID namespace `our_ns`, `alive` telling whether
+    /// `(pid, start time)` still runs.
+    fn sweep_orphans_with(
+        host: &CgroupHost,
+        parent: &str,
+        our_ns: u64,
+        alive: impl Fn(u32, u64) -> bool,
+    ) -> Vec<PathBuf> {
+        if validate_parent(parent).is_err() {
+            return Vec::new();
+        }
+        let hierarchies = host.hierarchies();
+        let mut orphans = BTreeSet::new();
+        for hierarchy in &hierarchies {
+            let Ok(entries) = fs::read_dir(hierarchy.root.join(parent)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if let Some((ns, pid, start)) = owner_of(name) {
+                    if ns == our_ns && !alive(pid, start) {
+                        orphans.insert(name.to_string());
+                    }
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for name in orphans {
+            let dirs: Vec<Dir> = hierarchies
+                .iter()
+                .map(|h| Dir {
+                    path: h.root.join(parent).join(&name),
+                    controllers: h.controllers.clone(),
+                })
+                .filter(|d| d.path.is_dir())
+                .collect();
+            let orphan = Cgroup {
+                version: host.version(),
+                dirs,
+                enforced: host.controllers(),
+                // Not retried on drop: a failure here is left for the next sweep.
+                removed: true,
+            };
+            if orphan.kill_all().is_ok() && remove_dirs(&orphan.dirs).is_ok() {
+                removed.extend(orphan.paths());
+            }
+        }
+        removed
     }
 }
 
@@ -1815,6 +1926,78 @@ mod tests {
     }
 
     #[test]
+    fn owner_is_parsed_only_from_execution_names() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            owner_of(&format!("{id}-4026531836-42-1234")),
+            Some((4026531836, 42, 1234))
+        );
+        for name in [
+            id.to_string(),                             // no owner (older versions)
+            format!("{id}-4026531836-42"),              // no start time
+            format!("{id}-4026531836-+42-1234"),        // sign
+            format!("{id}-4026531836-42-1234-5"),       // extra part
+            format!("{}-1-42-1234", id.to_uppercase()), // not lower-case hex
+            format!("{}-1-42-1234", &id[1..]),          // 31 digits
+            "warden-test-x-1-2-3".to_string(),
+            "cgroup.procs".to_string(),
+        ] {
+            assert_eq!(owner_of(&name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn owner_tag_names_this_process() {
+        let tag = owner_tag().unwrap();
+        let (ns, pid, start) = owner_of(&format!("{}-{tag}", "a".repeat(32))).unwrap();
+        assert_eq!(pid, std::process::id());
+        assert_eq!(Some(ns), pid_namespace());
+        assert_eq!(Some(start), start_time(pid));
+        // A process that has exited is gone; pid 0 never names one.
+        assert_eq!(start_time(0), None);
+    }
+
+    /// Only cgroups of dead owners in our PID namespace go; on v1 in every hierarchy.
+    #[test]
+    fn sweep_removes_only_cgroups_of_dead_owners_in_our_pid_namespace() {
+        let (_tmp, host) = v1_host();
+        let id = |c: char| c.to_string().repeat(32);
+        let dead = format!("{}-7-100-5", id('a'));
+        let live = format!("{}-7-200-5", id('b'));
+        let recycled = format!("{}-7-200-6", id('c')); // pid 200 now has another start time
+        let other_namespace = format!("{}-8-100-5", id('d'));
+        let unowned = id('e');
+        let names = [&dead, &live, &recycled, &other_namespace, &unowned];
+        let roots: Vec<PathBuf> = host.hierarchies().into_iter().map(|h| h.root).collect();
+        for root in &roots {
+            for name in names {
+                fs::create_dir_all(root.join("warden").join(name)).unwrap();
+            }
+        }
+        let alive = |pid, start| (pid, start) == (200, 5);
+        let mut removed = Cgroup::sweep_orphans_with(&host, "warden", 7, alive);
+        removed.sort();
+        let mut expected: Vec<PathBuf> = roots
+            .iter()
+            .flat_map(|r| {
+                [
+                    r.join("warden").join(&dead),
+                    r.join("warden").join(&recycled),
+                ]
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(removed, expected);
+        for root in &roots {
+            for name in [&live, &other_namespace, &unowned] {
+                assert!(root.join("warden").join(name).is_dir(), "{name} swept");
+            }
+        }
+        // A bad parent sweeps nothing.
+        assert!(Cgroup::sweep_orphans_with(&host, "../x", 7, |_, _| false).is_empty());
+    }
+
+    #[test]
     fn version_names() {
         assert_eq!(CgroupVersion::V1.to_string(), "v1");
         assert_eq!(CgroupVersion::V2.as_str(), "v2");
@@ -2093,5 +2276,50 @@ time.sleep(30)
         assert!(paths.iter().all(|p| p.is_dir()));
         first.remove().unwrap();
         remove_parents(&paths);
+    }
+
+    /// A cgroup whose owner has exited is emptied and removed; one of a live owner stays.
+    #[test]
+    fn sweep_kills_and_removes_a_dead_owners_cgroup_and_keeps_a_live_ones() {
+        let Some(host) = real_host() else { return };
+        let parent = unique("warden-test-sweep");
+        // An owner that has exited: a child's pid and start time (read while it is a zombie).
+        let mut gone = Command::new("true").spawn().unwrap();
+        let gone_start = start_time(gone.id()).unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let ns = pid_namespace().unwrap();
+        let id = || uuid::Uuid::new_v4().simple().to_string();
+        let limits = limits_of(64 << 20, 16, 1.0);
+        let mut orphan = Cgroup::create(
+            &host,
+            &parent,
+            &format!("{}-{ns}-{gone_pid}-{gone_start}", id()),
+            &limits,
+        )
+        .unwrap();
+        let live = Cgroup::create(
+            &host,
+            &parent,
+            &format!("{}-{}", id(), owner_tag().unwrap()),
+            &limits,
+        )
+        .unwrap();
+        let mut survivor = Command::new("sleep").arg("100").spawn().unwrap();
+        orphan.add_process(survivor.id()).unwrap();
+        // What a SIGKILLed supervisor leaves: no teardown.
+        let mut orphan_paths = orphan.paths();
+        orphan.removed = true;
+        drop(orphan);
+
+        let mut removed = Cgroup::sweep_orphans(&host, &parent);
+        removed.sort();
+        orphan_paths.sort();
+        assert_eq!(removed, orphan_paths);
+        assert_eq!(survivor.wait().unwrap().signal(), Some(libc::SIGKILL));
+        let live_paths = live.paths();
+        assert!(live_paths.iter().all(|p| p.is_dir()));
+        live.remove().unwrap();
+        remove_parents(&live_paths);
     }
 }

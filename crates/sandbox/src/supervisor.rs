@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,10 @@ pub struct Sandbox {
     cgroup_parent: String,
     uid_base: u32,
     uid_count: u32,
+    /// Suffix of execution cgroup names ([`crate::cgroup::owner_tag`]).
+    owner: Option<String>,
+    /// Orphaned execution cgroups under the parent are swept once, before the first run.
+    swept: Arc<Once>,
 }
 
 /// Optional live sinks for the program's output (in addition to capture) and a cancel flag.
@@ -110,6 +114,8 @@ impl Sandbox {
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
             uid_count: DEFAULT_UID_COUNT,
+            owner: crate::cgroup::owner_tag(),
+            swept: Arc::new(Once::new()),
         })
     }
 
@@ -216,7 +222,17 @@ impl Sandbox {
                     pids: spec.limits.pids.saturating_add(INIT_PROCESSES),
                     cpus: spec.limits.cpus,
                 };
-                let name = uuid::Uuid::new_v4().simple().to_string();
+                // What a supervisor killed before its teardown left behind (see DESIGN's
+                // "nothing left behind"): its sandbox died with it (parent-death signals),
+                // its cgroup did not.
+                self.swept.call_once(|| {
+                    Cgroup::sweep_orphans(host, &self.cgroup_parent);
+                });
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let name = match &self.owner {
+                    Some(owner) => format!("{id}-{owner}"),
+                    None => id,
+                };
                 Some(Cgroup::create(host, &self.cgroup_parent, &name, &limits)?)
             }
             _ => None,
@@ -785,6 +801,8 @@ mod tests {
             cgroup_parent: "warden".into(),
             uid_base: DEFAULT_UID_BASE,
             uid_count: DEFAULT_UID_COUNT,
+            owner: None,
+            swept: Arc::new(Once::new()),
         }
     }
 

@@ -177,3 +177,48 @@ fn send_signal(pid: u32, signal: i32) -> i32 {
         .map(|s| if s.success() { 0 } else { 1 })
         .unwrap_or(1)
 }
+
+/// SIGKILL cannot be caught: the sandbox dies with `warden run` (parent-death signals), but its
+/// cgroup stays until the next execution under the same parent sweeps it.
+#[test]
+fn cgroup_left_by_a_sigkilled_warden_is_swept_by_the_next_run() {
+    let marker = "4646.4646";
+    let guard = TestParent::new("sigkill");
+    let parent = guard.0.clone();
+    let mut child = warden()
+        .args(["run", "--cgroup-parent", &parent, "--", "sleep", marker])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while host_processes_with(&format!("sleep {marker}")).is_empty()
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !host_processes_with(&format!("sleep {marker}")).is_empty(),
+        "sandbox did not start"
+    );
+    assert_eq!(send_signal(child.id(), libc::SIGKILL), 0);
+    let _ = child.wait().unwrap();
+    let start = Instant::now();
+    while !host_processes_with(&format!("sleep {marker}")).is_empty()
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        host_processes_with(&format!("sleep {marker}")).is_empty(),
+        "the sandbox outlived a SIGKILLed warden"
+    );
+    let left = leftover_cgroups(&parent);
+    assert!(!left.is_empty(), "SIGKILL left no cgroup: nothing to sweep");
+
+    let r = run_json(&["--cgroup-parent", &parent], &["true"]);
+    assert_eq!(r.exit_code(), Some(0), "{}", r.outcome);
+    assert!(
+        leftover_cgroups(&parent).is_empty(),
+        "the next run did not sweep {left:?}: {:?}",
+        leftover_cgroups(&parent)
+    );
+}
