@@ -162,7 +162,9 @@ pub struct ConnectionLog {
     pub client: SocketAddr,
     /// The request method (`CONNECT`, `GET`, …).
     pub method: String,
-    /// The request target as sent: `host:port` for `CONNECT`, the URL for absolute-form.
+    /// The request target as sent, `host:port` for `CONNECT`, the URL for absolute-form, with
+    /// any userinfo and query replaced by `***`: they often carry credentials (passwords,
+    /// tokens, signed-URL signatures) that do not belong in logs.
     pub requested: String,
     /// The destination host (canonical when it was judged; empty when there is none).
     pub host: String,
@@ -716,10 +718,16 @@ fn header_safe(text: &str) -> HeaderValue {
 
 /// `uri` as text with any `user:password@` replaced by `***@`: credentials are refused by the
 /// policy, and must not reach the log either.
-fn without_userinfo(uri: &Uri) -> String {
+fn loggable_target(uri: &Uri) -> String {
     let text = uri.to_string();
-    match uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
+    let text = match uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
         Some((userinfo, _)) => text.replacen(userinfo, "***", 1),
+        None => text,
+    };
+    // Neither scheme, authority nor path may contain `?` (RFC 3986 section 3): the first one
+    // starts the query.
+    match text.split_once('?') {
+        Some((before, _)) => format!("{before}?***"),
         None => text,
     }
 }
@@ -743,7 +751,7 @@ impl LogGuard {
             entry: ConnectionLog {
                 client,
                 method: request.method().to_string(),
-                requested: without_userinfo(request.uri()),
+                requested: loggable_target(request.uri()),
                 host: String::new(),
                 port: 0,
                 connected: None,
@@ -1003,11 +1011,23 @@ mod tests {
     }
 
     #[test]
-    fn logged_targets_lose_their_credentials() {
-        let uri: Uri = "http://user:hunter2@example.com/a?b=c".parse().unwrap();
-        assert_eq!(without_userinfo(&uri), "http://***@example.com/a?b=c");
-        let uri: Uri = "example.com:443".parse().unwrap();
-        assert_eq!(without_userinfo(&uri), "example.com:443");
+    fn logged_targets_lose_their_credentials_and_queries() {
+        for (target, logged) in [
+            (
+                "http://user:hunter2@example.com/a?b=c",
+                "http://***@example.com/a?***",
+            ),
+            (
+                "http://example.com/dl?X-Amz-Signature=abc&token=t",
+                "http://example.com/dl?***",
+            ),
+            ("http://example.com/a/b", "http://example.com/a/b"),
+            ("http://example.com/?", "http://example.com/?***"),
+            ("example.com:443", "example.com:443"),
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(loggable_target(&uri), logged, "{target}");
+        }
     }
 
     #[test]

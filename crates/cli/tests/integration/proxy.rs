@@ -82,7 +82,7 @@ fn proxy_forwards_allowed_requests_and_tunnels() {
     ]);
     // Absolute-form HTTP, by name (resolved by the override, then judged).
     let answer = proxy.exchange(&format!(
-        "GET http://app.test:{port}/x HTTP/1.1\r\nHost: app.test:{port}\r\nConnection: close\r\n\r\n"
+        "GET http://app.test:{port}/x?token=hunter2 HTTP/1.1\r\nHost: app.test:{port}\r\nConnection: close\r\n\r\n"
     ));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("hello"), "{answer}");
@@ -100,7 +100,13 @@ fn proxy_forwards_allowed_requests_and_tunnels() {
         assert!(log["bytes_down"].as_u64().unwrap() >= 5, "{log}");
     }
     assert_eq!(logs[0]["method"], "GET");
+    // The query (here a token) is not logged.
+    assert_eq!(
+        logs[0]["requested"],
+        format!("http://app.test:{port}/x?***")
+    );
     assert_eq!(logs[1]["method"], "CONNECT");
+    assert_eq!(logs[1]["requested"], format!("127.0.0.1:{port}"));
 }
 
 #[test]
