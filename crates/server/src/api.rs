@@ -221,7 +221,7 @@ pub async fn create_execution(
         )
         .retry_after(1));
     };
-    let Some(_slot) = ticket.wait().await else {
+    let Some(slot) = ticket.wait().await else {
         return Err(Problem::internal(&"the sandbox queue is closed"));
     };
     if state.locked_down() {
@@ -237,124 +237,173 @@ pub async fn create_execution(
 
     let id = uuid::Uuid::new_v4().to_string();
     let guard = state.running.register(&id);
-    state.metrics.sandboxes_running.inc();
-    let started = Instant::now();
-    let result = execute::run(sandbox, spec, guard.flag(), &plan, &state.resolver).await;
-    state.metrics.sandboxes_running.dec();
-    let cancelled = guard.cancelled();
-    drop(guard);
-    let lang = request.language.clone();
-    let (result, egress) = match result {
-        Ok((result, egress)) => (Ok(result), egress),
-        Err(e) => (Err(e), None),
+    // The run and its record happen in a task of their own. If this request goes away (the
+    // client disconnects, an MCP client cancels the tool call), dropping `_stop` stops the
+    // sandbox, and the task still records the execution, as cancelled, keeps the queue slot
+    // until the sandbox is gone, and balances the running gauge.
+    let _stop = execute::CancelOnDrop::new(guard.flag());
+    let run = Run {
+        state: Arc::clone(&state),
+        principal,
+        ctx,
+        lang: request.language.clone(),
+        id,
+        guard,
+        _slot: slot,
     };
-    for line in egress.iter().flat_map(|r| &r.connections) {
-        let decision = match line.decision {
-            warden_egress::Decision::Allow => "allow",
-            _ => "deny",
+    tokio::spawn(run.execute(sandbox, spec, plan, limits))
+        .await
+        .unwrap_or_else(|e| Err(Problem::internal(&e)))
+}
+
+/// One admitted execution, run and recorded by [`Run::execute`].
+struct Run {
+    state: Arc<AppState>,
+    principal: Principal,
+    ctx: crate::app::RequestContext,
+    lang: String,
+    id: String,
+    guard: execute::RunGuard,
+    _slot: crate::limits::Slot,
+}
+
+impl Run {
+    /// Runs `spec`, then updates the metrics, records the execution with its audit event and
+    /// returns the response body.
+    async fn execute(
+        self,
+        sandbox: warden_sandbox::Sandbox,
+        spec: warden_sandbox::Spec,
+        plan: execute::NetworkPlan,
+        limits: execute::AppliedLimits,
+    ) -> Result<Response, Problem> {
+        let Run {
+            state,
+            principal,
+            ctx,
+            lang,
+            id,
+            guard,
+            _slot,
+        } = self;
+        state.metrics.sandboxes_running.inc();
+        let started = Instant::now();
+        let result = execute::run(sandbox, spec, guard.flag(), &plan, &state.resolver).await;
+        state.metrics.sandboxes_running.dec();
+        let cancelled = guard.cancelled();
+        drop(guard);
+        let (result, egress) = match result {
+            Ok((result, egress)) => (Ok(result), egress),
+            Err(e) => (Err(e), None),
         };
-        let rule = line.rule.clone().unwrap_or_else(|| "allowed".into());
-        state
-            .metrics
-            .egress_decisions
-            .get_or_create(&EgressLabels { decision, rule })
-            .inc();
-    }
-    let outcome = match result {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => {
-            let user_error = matches!(
-                e,
-                warden_sandbox::Error::Limits(_)
-                    | warden_sandbox::Error::InputTooLarge { .. }
-                    | warden_sandbox::Error::BadInputPath(_)
-            );
+        for line in egress.iter().flat_map(|r| &r.connections) {
+            let decision = match line.decision {
+                warden_egress::Decision::Allow => "allow",
+                _ => "deny",
+            };
+            let rule = line.rule.clone().unwrap_or_else(|| "allowed".into());
             state
                 .metrics
-                .executions
-                .get_or_create(&ExecutionLabels {
-                    language: lang.clone(),
-                    outcome: "error",
-                })
+                .egress_decisions
+                .get_or_create(&EgressLabels { decision, rule })
                 .inc();
-            let event = NewEvent::new("execution", Decision::Error)
-                .reason(e.to_string())
-                .details(serde_json::json!({"language": lang, "id": id}));
-            state.audit(&ctx, Some(&principal.id), event).await;
-            return Err(if user_error {
-                Problem::new(Kind::InvalidBody, e.to_string())
-            } else {
-                Problem::internal(&e)
-            });
         }
-        Err(e) => return Err(Problem::internal(&e)),
-    };
-    let class = execute::outcome_class(&outcome);
-    state
-        .metrics
-        .executions
-        .get_or_create(&ExecutionLabels {
-            language: lang.clone(),
-            outcome: class,
-        })
-        .inc();
-    state
-        .metrics
-        .execution_duration
-        .get_or_create(&LanguageLabel {
-            language: lang.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    for v in &outcome.seccomp_violations {
+        let outcome = match result {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
+                let user_error = matches!(
+                    e,
+                    warden_sandbox::Error::Limits(_)
+                        | warden_sandbox::Error::InputTooLarge { .. }
+                        | warden_sandbox::Error::BadInputPath(_)
+                );
+                state
+                    .metrics
+                    .executions
+                    .get_or_create(&ExecutionLabels {
+                        language: lang.clone(),
+                        outcome: "error",
+                    })
+                    .inc();
+                let event = NewEvent::new("execution", Decision::Error)
+                    .reason(e.to_string())
+                    .details(serde_json::json!({"language": lang, "id": id}));
+                state.audit(&ctx, Some(&principal.id), event).await;
+                return Err(if user_error {
+                    Problem::new(Kind::InvalidBody, e.to_string())
+                } else {
+                    Problem::internal(&e)
+                });
+            }
+            Err(e) => return Err(Problem::internal(&e)),
+        };
+        let class = execute::outcome_class(&outcome);
         state
             .metrics
-            .seccomp_violations
-            .get_or_create(&SyscallLabel {
-                syscall: v.syscall.clone(),
+            .executions
+            .get_or_create(&ExecutionLabels {
+                language: lang.clone(),
+                outcome: class,
             })
-            .inc_by(v.count);
-    }
-    let mut body = serde_json::to_value(&outcome).map_err(|e| Problem::internal(&e))?;
-    if let Some(map) = body.as_object_mut() {
-        map.insert("id".into(), id.clone().into());
-        map.insert("cancelled".into(), cancelled.into());
-        if let Some(report) = &egress {
-            map.insert(
-                "egress".into(),
-                serde_json::to_value(&report.connections).unwrap_or_default(),
-            );
-            map.insert("egress_dropped".into(), report.dropped.into());
+            .inc();
+        state
+            .metrics
+            .execution_duration
+            .get_or_create(&LanguageLabel {
+                language: lang.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        for v in &outcome.seccomp_violations {
+            state
+                .metrics
+                .seccomp_violations
+                .get_or_create(&SyscallLabel {
+                    syscall: v.syscall.clone(),
+                })
+                .inc_by(v.count);
         }
-        map.insert(
-            "limits".into(),
-            serde_json::to_value(limits).unwrap_or_default(),
-        );
+        let mut body = serde_json::to_value(&outcome).map_err(|e| Problem::internal(&e))?;
+        if let Some(map) = body.as_object_mut() {
+            map.insert("id".into(), id.clone().into());
+            map.insert("cancelled".into(), cancelled.into());
+            if let Some(report) = &egress {
+                map.insert(
+                    "egress".into(),
+                    serde_json::to_value(&report.connections).unwrap_or_default(),
+                );
+                map.insert("egress_dropped".into(), report.dropped.into());
+            }
+            map.insert(
+                "limits".into(),
+                serde_json::to_value(limits).unwrap_or_default(),
+            );
+        }
+        let row = ExecutionRow {
+            id: id.clone(),
+            principal: principal.id.clone(),
+            language: lang.clone(),
+            request_id: ctx.request_id.clone(),
+            created_at: rfc3339_now(),
+            outcome: class.to_string(),
+            record: body.clone(),
+        };
+        let event = NewEvent::new("execution", Decision::Allow)
+            .reason(class)
+            .details(serde_json::json!({
+                "id": id,
+                "language": lang,
+                "outcome": class,
+                "exit_code": outcome.exit_code,
+                "signal": outcome.signal,
+                "cancelled": cancelled,
+                "wall_time_ms": outcome.wall_time_ms,
+                "seccomp_violations": outcome.seccomp_violations.iter().map(|v| v.count).sum::<u64>(),
+            }));
+        state
+            .record_execution(&ctx, &principal.id, &row, event)
+            .await;
+        Ok(Json(body).into_response())
     }
-    let row = ExecutionRow {
-        id: id.clone(),
-        principal: principal.id.clone(),
-        language: lang.clone(),
-        request_id: ctx.request_id.clone(),
-        created_at: rfc3339_now(),
-        outcome: class.to_string(),
-        record: body.clone(),
-    };
-    let event = NewEvent::new("execution", Decision::Allow)
-        .reason(class)
-        .details(serde_json::json!({
-            "id": id,
-            "language": lang,
-            "outcome": class,
-            "exit_code": outcome.exit_code,
-            "signal": outcome.signal,
-            "cancelled": cancelled,
-            "wall_time_ms": outcome.wall_time_ms,
-            "seccomp_violations": outcome.seccomp_violations.iter().map(|v| v.count).sum::<u64>(),
-        }));
-    state
-        .record_execution(&ctx, &principal.id, &row, event)
-        .await;
-    Ok(Json(body).into_response())
 }
 
 /// Read a stored execution: your own, or any with the `admin` scope.

@@ -369,6 +369,25 @@ impl Running {
     }
 }
 
+/// Sets a cancel flag when dropped: held by a request whose execution runs in a task of its
+/// own, so that the request going away (a client that disconnects, an MCP cancellation)
+/// stops the sandbox.
+#[derive(Debug)]
+pub struct CancelOnDrop(CancelFlag);
+
+impl CancelOnDrop {
+    /// Guards `flag`.
+    pub fn new(flag: CancelFlag) -> Self {
+        CancelOnDrop(flag)
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// A registered execution; dropping it unregisters it and sets its cancel flag (so a dropped
 /// request does not leave its sandbox running).
 #[derive(Debug)]

@@ -48,9 +48,9 @@
 //! - The Streamable HTTP endpoint is stateless (no `Mcp-Session-Id`, JSON responses, no
 //!   server-initiated stream on `GET`): every call is one authenticated POST, so the request
 //!   timeout and rate limits apply per call.
-//! - No progress notifications. MCP `notifications/cancelled` and a client that disconnects
-//!   mid-call reach the execution only if rmcp drops the tool call's future (which drops the
-//!   API's cancel guard); that path is not tested here. Lockdown and shutdown do cancel.
+//! - No progress notifications. MCP `notifications/cancelled` for a `run_code` or
+//!   `run_command` call stops its sandbox (the execution is recorded as cancelled), as do an
+//!   HTTP client that disconnects mid-call, lockdown and shutdown.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -384,7 +384,8 @@ impl WardenMcp {
             "memory_mb": input.memory_mb,
         });
         let title = format!("{} program", input.language);
-        Ok(self.execute(principal, ctx, request, &title).await)
+        let call = self.execute(principal, ctx, request, &title);
+        Ok(unless_cancelled(&context.ct, call).await)
     }
 
     /// Runs a command in a fresh sandbox.
@@ -434,7 +435,8 @@ impl WardenMcp {
             "memory_mb": input.memory_mb,
         });
         let title = format!("command `{}`", input.argv.join(" "));
-        Ok(self.execute(principal, ctx, request, &title).await)
+        let call = self.execute(principal, ctx, request, &title);
+        Ok(unless_cancelled(&context.ct, call).await)
     }
 
     /// Fetches a URL through the egress policy.
@@ -690,6 +692,22 @@ fn field_problem(field: &str, what: &str) -> Problem {
 
 /// A problem as a tool error: the text says what happened (and for an egress denial, which
 /// rule); the structured content is the problem document.
+/// Awaits `call` unless the client cancels the tool call first (MCP `notifications/cancelled`,
+/// which rmcp turns into the request's cancellation token while it keeps polling the handler).
+/// Dropping `call` stops its sandbox (the API's cancel-on-drop guard); the execution is still
+/// recorded, as cancelled. The client ignores whatever is answered to a cancelled request.
+async fn unless_cancelled(
+    ct: &tokio_util::sync::CancellationToken,
+    call: impl std::future::Future<Output = CallToolResult>,
+) -> CallToolResult {
+    tokio::select! {
+        result = call => result,
+        () = ct.cancelled() => {
+            CallToolResult::error(vec![ContentBlock::text("the client cancelled this tool call")])
+        }
+    }
+}
+
 pub fn problem_result(problem: &Problem) -> CallToolResult {
     let mut text = match problem.extensions.get("rule").and_then(|r| r.as_str()) {
         Some(rule) => format!(

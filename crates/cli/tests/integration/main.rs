@@ -103,3 +103,20 @@ pub fn python(options: &[&str], code: &str) -> Run {
 pub fn sh(options: &[&str], script: &str) -> Run {
     run_json(options, &["/bin/sh", "-c", script])
 }
+
+/// Host pids whose command line starts with `marker` (not warden's or a shell's mentioning it).
+pub fn host_processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.starts_with(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}

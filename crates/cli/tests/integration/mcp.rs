@@ -299,6 +299,85 @@ fn stdio_stdout_carries_only_protocol_messages() {
     assert_eq!(result["structuredContent"]["stderr"], "oops\n");
 }
 
+/// Waits up to `limit` for `done`.
+fn wait_for(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// `notifications/cancelled` for a running `run_code` call stops its sandbox, and the
+/// execution is still recorded, as cancelled.
+#[test]
+fn stdio_cancellation_stops_the_sandbox() {
+    let marker = "sleep 4848.4848";
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut child = warden()
+        .arg("mcp")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = |message: Value| {
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}}),
+    );
+    let initialized: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(initialized["id"], 1, "{initialized}");
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "run_code",
+        "arguments": {"language": "sh", "code": marker, "timeout_s": 60}}}),
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !crate::host_processes_with(
+            marker
+        )
+        .is_empty()),
+        "the sandbox did not start"
+    );
+    send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 2, "reason": "user pressed stop"}}),
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || crate::host_processes_with(
+            marker
+        )
+        .is_empty()),
+        "the sandbox outlived the cancellation"
+    );
+    drop(stdin);
+    // Whatever was answered to the cancelled call, the server then ends with its stdin.
+    let _ = lines.count();
+    assert!(child.wait().unwrap().success());
+
+    let events = audit_events(&config);
+    let execution = events
+        .iter()
+        .find(|e| e["action"] == "execution")
+        .unwrap_or_else(|| panic!("no execution recorded: {events:?}"));
+    let details: Value = serde_json::from_str(execution["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["cancelled"], true, "{execution}");
+}
+
 /// A `warden serve` child with its own data directory.
 struct Server {
     child: Child,

@@ -870,6 +870,62 @@ fn full_queue_gets_503_and_lockdown_kills_running_sandboxes() {
         .any(|e| e["action"] == "execution" && e["reason"] == "queue full"));
 }
 
+/// A client that gives up on a running execution (closes its connection) stops the sandbox;
+/// the execution is still recorded, as cancelled, and the running gauge returns to 0.
+#[test]
+fn a_client_that_disconnects_stops_its_sandbox() {
+    let marker = "sleep 4949.4949";
+    let server = Server::start("");
+    let key = server.key("execute", &[]);
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(1500))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let url = server.url("/v1/executions");
+    let body = json!({"language": "sh", "code": marker, "timeout_s": 60});
+    let gave_up = std::thread::spawn(move || {
+        impatient
+            .post(url)
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    let mut started = false;
+    for _ in 0..400 {
+        if !crate::host_processes_with(marker).is_empty() {
+            started = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(started, "the sandbox never started");
+    let answer = gave_up.join().unwrap();
+    assert!(answer.as_ref().is_err_and(|e| e.is_timeout()), "{answer:?}");
+    let mut gone = false;
+    for _ in 0..200 {
+        if crate::host_processes_with(marker).is_empty()
+            && server.metric("warden_sandboxes_running") == 0.0
+        {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        gone,
+        "the sandbox outlived its client, or the gauge did not return to 0"
+    );
+    let events = server.audit_tail();
+    let execution = events
+        .iter()
+        .find(|e| e["action"] == "execution")
+        .unwrap_or_else(|| panic!("no execution recorded: {events:?}"));
+    let details: Value = serde_json::from_str(execution["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["cancelled"], true, "{execution}");
+}
+
 #[test]
 fn body_limit_cors_security_headers_request_ids_and_openapi() {
     let server = Server::start_with(

@@ -3,24 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::{run_json, warden};
-
-/// Host pids whose command line starts with `marker` (not warden's or a shell's mentioning it).
-fn host_processes_with(marker: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.starts_with(marker) {
-                found.push(pid);
-            }
-        }
-    }
-    found
-}
+use crate::{host_processes_with, run_json, warden};
 
 /// Where a test's parent cgroup can be: the v2 root or a v1 hierarchy.
 const CGROUP_ROOTS: [&str; 6] = [
