@@ -120,3 +120,13 @@ pub fn host_processes_with(marker: &str) -> Vec<u32> {
     }
     found
 }
+
+/// Asserts that the audit `events` hold an execution recorded as cancelled.
+pub fn assert_recorded_as_cancelled(events: &[Value]) {
+    let execution = events
+        .iter()
+        .find(|e| e["action"] == "execution")
+        .unwrap_or_else(|| panic!("no execution recorded: {events:?}"));
+    let details: Value = serde_json::from_str(execution["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["cancelled"], true, "{execution}");
+}

@@ -243,25 +243,35 @@ fn stdio_serves_the_official_python_sdk() {
     assert_audited(&audit_events(&config), "local:mcp-stdio");
 }
 
+/// `warden mcp --config <config>` with piped stdin and stdout (debug logging on `stderr`).
+fn stdio_server(config: &Path, stderr: Stdio) -> Child {
+    warden()
+        .arg("mcp")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// The JSON-RPC `initialize` request, id 1, of a raw client.
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}})
+}
+
 #[test]
 fn stdio_stdout_carries_only_protocol_messages() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let mut child = warden()
-        .arg("mcp")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = stdio_server(&config, Stdio::piped());
     let mut stdin = child.stdin.take().unwrap();
     let messages = [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"}}}),
+        initialize(),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
             "name": "run_code", "arguments": {"language": "sh", "code": "echo hi; echo oops >&2"}}}),
@@ -318,26 +328,14 @@ fn stdio_cancellation_stops_the_sandbox() {
     let marker = "sleep 4848.4848";
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let mut child = warden()
-        .arg("mcp")
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = stdio_server(&config, Stdio::null());
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut send = |message: Value| {
         writeln!(stdin, "{message}").unwrap();
         stdin.flush().unwrap();
     };
-    send(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}}),
-    );
+    send(initialize());
     let initialized: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(initialized["id"], 1, "{initialized}");
     send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
@@ -370,12 +368,7 @@ fn stdio_cancellation_stops_the_sandbox() {
     assert!(child.wait().unwrap().success());
 
     let events = audit_events(&config);
-    let execution = events
-        .iter()
-        .find(|e| e["action"] == "execution")
-        .unwrap_or_else(|| panic!("no execution recorded: {events:?}"));
-    let details: Value = serde_json::from_str(execution["details"].as_str().unwrap()).unwrap();
-    assert_eq!(details["cancelled"], true, "{execution}");
+    crate::assert_recorded_as_cancelled(&events);
 }
 
 /// A `warden serve` child with its own data directory.

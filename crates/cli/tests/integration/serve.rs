@@ -918,12 +918,7 @@ fn a_client_that_disconnects_stops_its_sandbox() {
         "the sandbox outlived its client, or the gauge did not return to 0"
     );
     let events = server.audit_tail();
-    let execution = events
-        .iter()
-        .find(|e| e["action"] == "execution")
-        .unwrap_or_else(|| panic!("no execution recorded: {events:?}"));
-    let details: Value = serde_json::from_str(execution["details"].as_str().unwrap()).unwrap();
-    assert_eq!(details["cancelled"], true, "{execution}");
+    crate::assert_recorded_as_cancelled(&events);
 }
 
 #[test]
