@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-200}"
 cargo build --release --quiet
-warden="$PWD/target/release/warden"
+warden="$PWD/target/x86_64-unknown-linux-gnu/release/warden"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 

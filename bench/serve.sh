@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-50}
 cargo build --release -q -p warden
-W=$PWD/target/release/warden
+W=$PWD/target/x86_64-unknown-linux-gnu/release/warden
 DIR=$(mktemp -d)
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 cat > "$DIR/warden.toml" <<TOML
