@@ -716,8 +716,9 @@ fn header_safe(text: &str) -> HeaderValue {
     HeaderValue::from_str(&line).unwrap_or_else(|_| HeaderValue::from_static("?"))
 }
 
-/// `uri` as text with any `user:password@` replaced by `***@`: credentials are refused by the
-/// policy, and must not reach the log either.
+/// `uri` as text with any `user:password@` replaced by `***@` and any query by `?***`:
+/// credentials are refused by the policy and must not reach the log either, and queries carry
+/// tokens and signed-URL signatures.
 fn loggable_target(uri: &Uri) -> String {
     let text = uri.to_string();
     let text = match uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {

@@ -804,6 +804,16 @@ pub fn owner_tag() -> Option<String> {
     Some(format!("{}-{pid}-{}", pid_namespace()?, start_time(pid)?))
 }
 
+/// A new execution cgroup name: 32 random hex digits (a UUID), then `-<owner>` when the
+/// owner is known ([`owner_tag`]); [`Cgroup::sweep_orphans`] reads the owner back.
+pub fn execution_name(owner: Option<&str>) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    match owner {
+        Some(owner) => format!("{id}-{owner}"),
+        None => id,
+    }
+}
+
 /// Inode number of the calling process's PID namespace.
 fn pid_namespace() -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
@@ -1949,7 +1959,7 @@ mod tests {
     #[test]
     fn owner_tag_names_this_process() {
         let tag = owner_tag().unwrap();
-        let (ns, pid, start) = owner_of(&format!("{}-{tag}", "a".repeat(32))).unwrap();
+        let (ns, pid, start) = owner_of(&execution_name(Some(&tag))).unwrap();
         assert_eq!(pid, std::process::id());
         assert_eq!(Some(ns), pid_namespace());
         assert_eq!(Some(start), start_time(pid));
@@ -2289,22 +2299,13 @@ time.sleep(30)
         let gone_pid = gone.id();
         gone.wait().unwrap();
         let ns = pid_namespace().unwrap();
-        let id = || uuid::Uuid::new_v4().simple().to_string();
         let limits = limits_of(64 << 20, 16, 1.0);
-        let mut orphan = Cgroup::create(
-            &host,
-            &parent,
-            &format!("{}-{ns}-{gone_pid}-{gone_start}", id()),
-            &limits,
-        )
-        .unwrap();
-        let live = Cgroup::create(
-            &host,
-            &parent,
-            &format!("{}-{}", id(), owner_tag().unwrap()),
-            &limits,
-        )
-        .unwrap();
+        let dead_owner = format!("{ns}-{gone_pid}-{gone_start}");
+        let mut orphan =
+            Cgroup::create(&host, &parent, &execution_name(Some(&dead_owner)), &limits).unwrap();
+        let live_owner = owner_tag().unwrap();
+        let live =
+            Cgroup::create(&host, &parent, &execution_name(Some(&live_owner)), &limits).unwrap();
         let mut survivor = Command::new("sleep").arg("100").spawn().unwrap();
         orphan.add_process(survivor.id()).unwrap();
         // What a SIGKILLed supervisor leaves: no teardown.

@@ -228,11 +228,7 @@ impl Sandbox {
                 self.swept.call_once(|| {
                     Cgroup::sweep_orphans(host, &self.cgroup_parent);
                 });
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                let name = match &self.owner {
-                    Some(owner) => format!("{id}-{owner}"),
-                    None => id,
-                };
+                let name = crate::cgroup::execution_name(self.owner.as_deref());
                 Some(Cgroup::create(host, &self.cgroup_parent, &name, &limits)?)
             }
             _ => None,

@@ -250,8 +250,12 @@ pub async fn create_execution(
         id,
         guard,
         _slot: slot,
+        sandbox,
+        spec,
+        plan,
+        limits,
     };
-    tokio::spawn(run.execute(sandbox, spec, plan, limits))
+    tokio::spawn(run.execute())
         .await
         .unwrap_or_else(|e| Err(Problem::internal(&e)))
 }
@@ -265,18 +269,16 @@ struct Run {
     id: String,
     guard: execute::RunGuard,
     _slot: crate::limits::Slot,
+    sandbox: warden_sandbox::Sandbox,
+    spec: warden_sandbox::Spec,
+    plan: execute::NetworkPlan,
+    limits: execute::AppliedLimits,
 }
 
 impl Run {
     /// Runs `spec`, then updates the metrics, records the execution with its audit event and
     /// returns the response body.
-    async fn execute(
-        self,
-        sandbox: warden_sandbox::Sandbox,
-        spec: warden_sandbox::Spec,
-        plan: execute::NetworkPlan,
-        limits: execute::AppliedLimits,
-    ) -> Result<Response, Problem> {
+    async fn execute(self) -> Result<Response, Problem> {
         let Run {
             state,
             principal,
@@ -285,6 +287,10 @@ impl Run {
             id,
             guard,
             _slot,
+            sandbox,
+            spec,
+            plan,
+            limits,
         } = self;
         state.metrics.sandboxes_running.inc();
         let started = Instant::now();

@@ -690,8 +690,6 @@ fn field_problem(field: &str, what: &str) -> Problem {
     Problem::new(Kind::InvalidBody, format!("{field}: {what}")).with("field", field)
 }
 
-/// A problem as a tool error: the text says what happened (and for an egress denial, which
-/// rule); the structured content is the problem document.
 /// Awaits `call` unless the client cancels the tool call first (MCP `notifications/cancelled`,
 /// which rmcp turns into the request's cancellation token while it keeps polling the handler).
 /// Dropping `call` stops its sandbox (the API's cancel-on-drop guard); the execution is still
@@ -708,6 +706,8 @@ async fn unless_cancelled(
     }
 }
 
+/// A problem as a tool error: the text says what happened (and for an egress denial, which
+/// rule); the structured content is the problem document.
 pub fn problem_result(problem: &Problem) -> CallToolResult {
     let mut text = match problem.extensions.get("rule").and_then(|r| r.as_str()) {
         Some(rule) => format!(
