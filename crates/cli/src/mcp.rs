@@ -59,7 +59,7 @@ fn serve(args: &McpArgs) -> anyhow::Result<()> {
         tracing::info!("warden mcp: serving on stdio");
         let reason = service.waiting().await.context("the MCP service failed")?;
         tracing::info!(?reason, "warden mcp: client closed the connection");
-        state.running.cancel_all();
+        state.stop_executions().await;
         state.store.close().await;
         anyhow::Ok(())
     });

@@ -255,9 +255,8 @@ pub async fn create_execution(
         plan,
         limits,
     };
-    tokio::spawn(run.execute())
-        .await
-        .unwrap_or_else(|e| Err(Problem::internal(&e)))
+    let task = state.running.spawn(run.execute());
+    task.await.unwrap_or_else(|e| Err(Problem::internal(&e)))
 }
 
 /// One admitted execution, run and recorded by [`Run::execute`].

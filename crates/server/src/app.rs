@@ -281,6 +281,21 @@ impl AppState {
         );
     }
 
+    /// Cancels the executions still running and waits (at most [`execute::STOP_WAIT`]) until each
+    /// is torn down and recorded, so that the store is closed after the last record.
+    pub async fn stop_executions(&self) {
+        let (cancelled, finished) = self.running.stop_all(execute::STOP_WAIT).await;
+        if cancelled > 0 {
+            tracing::warn!(cancelled, "stopping: cancelled running executions");
+        }
+        if !finished {
+            tracing::error!(
+                wait_s = execute::STOP_WAIT.as_secs(),
+                "stopping: executions still unrecorded after the wait; their records are lost"
+            );
+        }
+    }
+
     /// Records an event that is not tied to a request.
     pub async fn audit_event(&self, event: NewEvent) {
         self.observe_audit_event(&event);

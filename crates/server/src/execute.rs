@@ -5,9 +5,10 @@
 //!
 //! [`build_spec`] turns a validated request and a language profile into a [`Spec`], capping
 //! limits at the server's maxima. [`network_plan`] is the one place that decides how the
-//! sandbox's network is set up from the requested mode; `proxy` is refused until the egress
-//! proxy glue exists. [`run`] runs the spec on a blocking thread with a cancel flag that is set
-//! on lockdown, on shutdown, and when the request is dropped (client gone, request timeout).
+//! sandbox's network is set up from the requested mode. [`run`] runs the spec on a blocking
+//! thread with a cancel flag that is set on lockdown, on shutdown, and when the request is
+//! dropped (client gone, request timeout, MCP cancellation). Each admitted execution runs in a
+//! task tracked by [`Running`], so that shutdown waits until it is recorded.
 //!
 //! # Limitations
 //!
@@ -33,6 +34,11 @@ use crate::problem::{Kind, Problem};
 
 /// Default wall-clock limit when a request gives none, in seconds (capped by the maximum).
 pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
+
+/// How long shutdown waits, after cancelling the running executions, for their sandboxes to be
+/// torn down and their records written, in seconds (a cancelled sandbox is normally gone in
+/// well under one).
+pub const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Default memory limit when a request gives none, in MiB (capped by the maximum).
 pub const DEFAULT_MEMORY_MB: u64 = 512;
@@ -333,13 +339,39 @@ pub fn outcome_class(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// Cancel flags of running executions, by id (for lockdown and shutdown).
+/// Running executions: their cancel flags, by id (for lockdown and shutdown), and the tasks
+/// that run and record them (so that shutdown can wait until each is recorded).
 #[derive(Debug, Default)]
 pub struct Running {
     flags: Mutex<HashMap<String, CancelFlag>>,
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Running {
+    /// Spawns `task`, an admitted execution that runs its sandbox and records the result, on
+    /// the current runtime; [`Running::stop_all`] waits for it.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(task)
+    }
+
+    /// Shutdown: cancels every running execution, then waits up to `within` for the tasks of
+    /// all of them to finish (their sandboxes torn down, their records and audit events
+    /// written). Executions admitted later are still tracked; call this once the server takes
+    /// no more requests. Returns how many were cancelled, and whether all tasks finished in
+    /// time.
+    pub async fn stop_all(&self, within: Duration) -> (usize, bool) {
+        let cancelled = self.cancel_all();
+        self.tasks.close();
+        let finished = tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_ok();
+        (cancelled, finished)
+    }
+
     /// Registers execution `id`; the guard cancels it when dropped early and unregisters it.
     pub fn register(self: &Arc<Self>, id: &str) -> RunGuard {
         let flag: CancelFlag = Arc::new(AtomicBool::new(false));

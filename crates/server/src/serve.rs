@@ -123,7 +123,7 @@ pub async fn serve(
             server.handle(handle).serve(service).await
         }
     };
-    state.running.cancel_all();
+    state.stop_executions().await;
     state
         .audit_event(NewEvent::new("server.stop", Decision::Allow))
         .await;

@@ -371,6 +371,45 @@ fn stdio_cancellation_stops_the_sandbox() {
     crate::assert_recorded_as_cancelled(&events);
 }
 
+/// A client that closes stdin while a `run_code` call runs ends the server; the sandbox is
+/// stopped and the execution still recorded (as cancelled) before the store closes.
+#[test]
+fn stdio_end_of_input_stops_and_records_the_running_sandbox() {
+    let marker = "sleep 4747.4747";
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut child = stdio_server(&config, Stdio::null());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for message in [
+        initialize(),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "run_code",
+            "arguments": {"language": "sh", "code": marker, "timeout_s": 60}}}),
+    ] {
+        writeln!(stdin, "{message}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let initialized: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(initialized["id"], 1, "{initialized}");
+    assert!(
+        wait_for(Duration::from_secs(10), || !crate::host_processes_with(
+            marker
+        )
+        .is_empty()),
+        "the sandbox did not start"
+    );
+    drop(stdin);
+    let _ = lines.count();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        crate::host_processes_with(marker).is_empty(),
+        "the sandbox outlived the server"
+    );
+    crate::assert_recorded_as_cancelled(&audit_events(&config));
+}
+
 /// A `warden serve` child with its own data directory.
 struct Server {
     child: Child,
