@@ -49,9 +49,14 @@
 //! - **Fast path.** A tunnel moves bytes between the two raw TCP sockets (hyper's upgraded
 //!   stream is unwrapped) with `splice(2)` through a pipe per direction, never through
 //!   userspace (Linux; elsewhere, or without file descriptors for the pipes, a copy loop with
-//!   256 KiB buffers). Absolute-form bodies are streamed by hyper, the upstream connection
-//!   driven from the client connection's task. Per chunk the proxy adds a relaxed atomic add
-//!   and a clock read (idle timer, byte counts).
+//!   256 KiB buffers). So does the response body of a bodyless absolute-form request (a
+//!   `GET`, in practice) that opens its connection: its head is peeked and parsed with
+//!   `httparse`, judged like any other, forwarded with `Connection: close`, and the answer
+//!   spliced back until the destination closes (the `fast` module; same rewriting, answers and
+//!   log line as hyper's path). Other absolute-form requests (with bodies, HTTP/1.0, or not
+//!   the first on their connection) are streamed by hyper, the upstream connection driven
+//!   from the client connection's task. Per chunk the proxy adds a relaxed atomic add and a
+//!   clock read (idle timer, byte counts).
 //!
 //! # Limitations
 //!
@@ -66,11 +71,15 @@
 //!   listener lives inside its own network namespace).
 //! - `bytes_up`/`bytes_down` count the upstream connection (request and response heads
 //!   included for absolute-form requests).
-//! - Throughput is CPU-bound on loopback. Absolute-form requests cost two userspace copies per
-//!   byte (hyper reads the destination's body and writes it to the client); tunnels are
-//!   zero-copy but `splice` still costs kernel time. On an idle 2-CPU VM,
-//!   `benches/proxy_throughput.rs` measured 100 MiB at about 60 % of a direct transfer for
-//!   absolute-form and 74 to 78 % for a tunnel: short of an 80 % target.
+//! - A bodyless absolute-form request on the fast path ends its client connection
+//!   (`Connection: close`); the client's next request opens a new one. Bytes the client
+//!   pipelined after it are discarded, never forwarded.
+//! - Throughput is CPU-bound on loopback. Spliced bodies cost no userspace copy, but each
+//!   byte still crosses a second TCP connection in the kernel (receive, pipe, transmit);
+//!   bodies hyper streams cost two userspace copies on top. On a 2-CPU VM,
+//!   `benches/proxy_throughput.rs` measured 100 MiB at 70 to 72 % of a direct transfer both
+//!   for a spliced absolute-form request and for a tunnel (hyper's path: 61 to 66 %): short
+//!   of an 80 % target.
 //! - A tunnel uses two pipes (four file descriptors, up to 256 KiB of kernel memory each) on
 //!   top of its two sockets: serving `max_connections` tunnels needs about
 //!   `6 × max_connections` descriptors (`RLIMIT_NOFILE`); without them a tunnel falls back to
@@ -107,6 +116,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::url_policy::{Denial, Resolver, Target, UrlPolicy};
 
+#[cfg(target_os = "linux")]
+mod fast;
 #[cfg(target_os = "linux")]
 mod splice;
 
@@ -312,13 +323,34 @@ struct Conn {
 
 /// Serves one client connection: HTTP/1.1 requests until the client closes, the connection
 /// idles, or it is upgraded to a tunnel (which then runs in its own task).
-async fn serve_client(stream: TcpStream, conn: Arc<Conn>) {
-    let io = TokioIo::new(Metered::new(stream, Arc::clone(&conn.activity), None));
+async fn serve_client(mut stream: TcpStream, conn: Arc<Conn>) {
     let idle = conn.shared.config.idle_timeout;
+    // The first request may be served on the fast path (see `fast`); if not, hyper serves the
+    // connection from its first byte, with the answer to the first request when the fast path
+    // already decided it.
+    #[cfg(target_os = "linux")]
+    let first_answer = tokio::select! {
+        first = fast::first_request(&mut stream, &conn) => match first {
+            fast::First::Done => return,
+            fast::First::Hyper(answer) => answer.map(|a| *a),
+        },
+        () = conn.activity.idle_for(idle) => return,
+    };
+    #[cfg(not(target_os = "linux"))]
+    let first_answer: Option<Response<ProxyBody>> = None;
+    let first_answer = Arc::new(std::sync::Mutex::new(first_answer));
+
+    let io = TokioIo::new(Metered::new(stream, Arc::clone(&conn.activity), None));
     let service_conn = Arc::clone(&conn);
     let service = service_fn(move |request| {
         let conn = Arc::clone(&service_conn);
-        async move { Ok::<_, Infallible>(handle(request, conn).await) }
+        let prepared = first_answer.lock().ok().and_then(|mut a| a.take());
+        async move {
+            Ok::<_, Infallible>(match prepared {
+                Some(answer) => answer,
+                None => handle(request, conn).await,
+            })
+        }
     });
     let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -748,11 +780,28 @@ impl LogGuard {
         request: &Request<Incoming>,
         counters: Option<Arc<Counters>>,
     ) -> Self {
+        Self::start(
+            log,
+            client,
+            request.method().as_str(),
+            request.uri(),
+            counters,
+        )
+    }
+
+    /// The guard of a request for `target` with `method`.
+    fn start(
+        log: LogSink,
+        client: SocketAddr,
+        method: &str,
+        target: &Uri,
+        counters: Option<Arc<Counters>>,
+    ) -> Self {
         LogGuard {
             entry: ConnectionLog {
                 client,
-                method: request.method().to_string(),
-                requested: loggable_target(request.uri()),
+                method: method.to_string(),
+                requested: loggable_target(target),
                 host: String::new(),
                 port: 0,
                 connected: None,

@@ -382,6 +382,177 @@ async fn bytes_sent_right_after_the_connect_head_reach_the_destination() {
     assert!(text.ends_with("hello from upstream"), "{text}");
 }
 
+/// A destination that reads one request head, writes `answer` and half-closes, then keeps
+/// reading until the proxy closes; returns its address and every byte each connection sent it.
+async fn scripted_server(answer: Vec<u8>) -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while let Ok(n) = stream.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&chunk[..n]);
+                    }
+                })
+                .await;
+                record.lock().unwrap().push(got);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Sends `request` (raw bytes) to the proxy and reads everything until the proxy closes.
+async fn exchange_raw(proxy: SocketAddr, request: &str) -> Vec<u8> {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy did not close the connection after the answer")
+        .unwrap();
+    answer
+}
+
+/// Waits until `seen` holds `n` connections' bytes.
+async fn connections(seen: &Mutex<Vec<Vec<u8>>>, n: usize) -> Vec<String> {
+    for _ in 0..500 {
+        let got = seen.lock().unwrap().clone();
+        if got.len() >= n {
+            return got
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the destination saw fewer than {n} connections");
+}
+
+#[tokio::test]
+async fn bodyless_requests_are_forwarded_once_with_interim_and_chunked_answers_intact() {
+    let answer = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n\
+        HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, X-Hop\r\n\
+        X-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let (addr, seen) = scripted_server(answer.to_vec()).await;
+    let proxy = lab_proxy(addr.port()).await;
+    let port = addr.port();
+    // Two requests in one write: only the first may reach the destination; the second is
+    // the client's to send again on a new connection (the answer says `Connection: close`).
+    let got = exchange_raw(
+        proxy.addr,
+        &format!(
+            "GET http://allowed.test:{port}/a?k=v HTTP/1.1\r\nHost: evil.test\r\n\
+             Proxy-Authorization: Basic dXNlcjpwYXNz\r\nAccept: */*\r\n\r\n\
+             GET http://allowed.test:{port}/b HTTP/1.1\r\nHost: x\r\n\r\n"
+        ),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 103 early hints\r\n"), "{text}");
+    assert!(text.contains("link: </s.css>\r\n"), "{text}");
+    let last = &text[text.find("http/1.1 200 ok\r\n").expect("no final head")..];
+    for kept in [
+        "transfer-encoding: chunked\r\n",
+        "x-kept: yes\r\n",
+        "via: 1.1 warden\r\n",
+        "connection: close\r\n",
+    ] {
+        assert!(last.contains(kept), "{kept} missing: {text}");
+    }
+    for gone in ["x-hop", "keep-alive"] {
+        assert!(!last.contains(gone), "{gone} forwarded: {text}");
+    }
+    assert!(last.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{text}");
+
+    let sent = connections(&seen, 1).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let request = sent[0].to_ascii_lowercase();
+    assert!(request.starts_with("get /a?k=v http/1.1\r\n"), "{request}");
+    for kept in [
+        format!("host: allowed.test:{port}\r\n"),
+        "accept: */*\r\n".to_string(),
+        "via: 1.1 warden\r\n".to_string(),
+        "connection: close\r\n".to_string(),
+    ] {
+        assert!(request.contains(&kept), "{kept} missing: {request}");
+    }
+    assert!(request.ends_with("\r\n\r\n"), "{request}");
+    for gone in ["proxy-authorization", "evil", "/b"] {
+        assert!(!request.contains(gone), "{gone} forwarded: {request}");
+    }
+
+    let line = proxy.log_for("GET", "/a").await;
+    assert_eq!((line.decision, line.status), (Decision::Allow, 200));
+    assert_eq!(line.requested, format!("http://allowed.test:{port}/a?***"));
+    assert_eq!(line.bytes_down, answer.len() as u64, "{line:?}");
+    assert_eq!(proxy.logs.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_large_answer_arrives_intact_and_is_counted() {
+    let body: Vec<u8> = (0..8u32 << 20).map(|i| (i * 13 % 251) as u8).collect();
+    let mut answer =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    answer.extend_from_slice(&body);
+    let (addr, _) = scripted_server(answer.clone()).await;
+    let proxy = lab_proxy(addr.port()).await;
+    let response = proxy
+        .reqwest()
+        .get(format!("http://127.0.0.1:{}/big", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["connection"], "close");
+    assert!(response.bytes().await.unwrap() == body);
+    let line = proxy.log_for("GET", "/big").await;
+    assert_eq!(line.bytes_down, answer.len() as u64, "{line:?}");
+}
+
+#[tokio::test]
+async fn a_destination_that_answers_garbage_is_502() {
+    let (addr, _) = scripted_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec()).await;
+    let proxy = lab_proxy(addr.port()).await;
+    let (answer, _) = raw(
+        proxy.addr,
+        &format!(
+            "GET http://127.0.0.1:{}/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            addr.port()
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(
+        answer
+            .header("x-warden-error")
+            .unwrap()
+            .starts_with("upstream: "),
+        "{answer:?}"
+    );
+    let line = proxy.log_for("GET", "127.0.0.1").await;
+    assert_eq!((line.decision, line.status), (Decision::Error, 502));
+    assert_eq!(line.rule.as_deref(), Some("upstream"));
+}
+
 #[tokio::test]
 async fn reqwest_gets_an_allowed_server_through_the_proxy() {
     let up = upstream().await;

@@ -73,8 +73,9 @@ pub(super) async fn both_ways(
     tokio::try_join!(up, down).map(|_| ())
 }
 
-/// Moves bytes from `from` to `to` until `from` ends, then half-closes `to`.
-async fn one_way(
+/// Moves bytes from `from` to `to` until `from` ends, then half-closes `to`; `moved` gets
+/// the byte count of each transfer into `to`.
+pub(super) async fn one_way(
     from: &TcpStream,
     to: &TcpStream,
     pipe: Pipe,
