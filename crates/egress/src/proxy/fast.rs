@@ -159,7 +159,7 @@ async fn exchange(
     let status = loop {
         let (status, headers, len) = read_response_head(upstream, &mut buffered).await?;
         let last = !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS;
-        let answer = response_head(status, headers, last);
+        let answer = response_head(status, headers, last).map_err(Failure::Upstream)?;
         buffered.drain(..len);
         write_all(client, &answer)
             .await
@@ -199,31 +199,64 @@ fn origin_form(head: &RequestHead, target: &Target) -> Vec<u8> {
     serialize_head(&format!("{} {path} HTTP/1.1", head.method), &headers)
 }
 
-/// A response head as forwarded: hop-by-hop fields removed but the framing
-/// (`Content-Length`, `Transfer-Encoding`) kept as received, `Via` added, and on the final
-/// head `Connection: close`.
-fn response_head(status: StatusCode, mut headers: HeaderMap, last: bool) -> Vec<u8> {
-    let framing: Vec<(HeaderName, HeaderValue)> = [CONTENT_LENGTH, TRANSFER_ENCODING]
-        .into_iter()
-        .flat_map(|name| {
-            headers
-                .get_all(&name)
-                .iter()
-                .map(|v| (name.clone(), v.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+/// A response head as forwarded: hop-by-hop fields removed but the framing kept, `Via` added,
+/// and on the final head `Connection: close`. The framing follows RFC 9112 section 6.3:
+/// `Transfer-Encoding` is kept as received and overrides `Content-Length`, which is then
+/// dropped (item 3); otherwise every `Content-Length` value must be the same number, sent on
+/// as one field (item 5).
+///
+/// # Errors
+///
+/// The reason, for a `502`, when the `Content-Length` values are not one number.
+fn response_head(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    last: bool,
+) -> Result<Vec<u8>, String> {
+    let chunked: Vec<HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().cloned().collect();
+    let length = if chunked.is_empty() {
+        content_length(&headers)?
+    } else {
+        None
+    };
     strip_hop_by_hop(&mut headers);
     headers.remove(CONTENT_LENGTH);
-    for (name, value) in framing {
-        headers.append(name, value);
+    for value in chunked {
+        headers.append(TRANSFER_ENCODING, value);
+    }
+    if let Some(length) = length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     }
     add_via(&mut headers);
     if last {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     let reason = status.canonical_reason().unwrap_or("");
-    serialize_head(&format!("HTTP/1.1 {} {reason}", status.as_u16()), &headers)
+    Ok(serialize_head(
+        &format!("HTTP/1.1 {} {reason}", status.as_u16()),
+        &headers,
+    ))
+}
+
+/// The one length all `Content-Length` fields (and comma-separated values) of `headers`
+/// give, if any.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|b| *b == b',') {
+            let item = item.trim_ascii();
+            let n = std::str::from_utf8(item)
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or("the destination sent an invalid Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("the destination sent conflicting Content-Length values".into());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
 }
 
 /// `start` and `headers` as an HTTP/1.1 head. Names and values are those of `http`'s types,
@@ -454,10 +487,36 @@ mod tests {
     }
 
     #[test]
+    fn content_length_must_be_one_number() {
+        let head = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(CONTENT_LENGTH, HeaderValue::from_str(v).unwrap());
+            }
+            response_head(StatusCode::OK, headers, true).map(|h| String::from_utf8(h).unwrap())
+        };
+        for same in [&["7"][..], &["7", "7"], &["7, 7"]] {
+            let text = head(same).unwrap();
+            assert_eq!(text.matches("content-length: 7\r\n").count(), 1, "{text}");
+        }
+        for bad in [
+            &["7", "8"][..],
+            &["7, 8"],
+            &["-1"],
+            &["0x10"],
+            &["7 bytes"],
+            &[""],
+        ] {
+            assert!(head(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn response_heads_keep_their_framing_and_say_close() {
         let mut headers = HeaderMap::new();
         for (k, v) in [
             ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
             ("connection", "keep-alive, transfer-encoding, x-hop"),
             ("keep-alive", "timeout=5"),
             ("x-hop", "1"),
@@ -468,7 +527,8 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        let text = String::from_utf8(response_head(StatusCode::OK, headers, true)).unwrap();
+        let text =
+            String::from_utf8(response_head(StatusCode::OK, headers, true).unwrap()).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         for kept in [
             "transfer-encoding: chunked\r\n",
@@ -478,10 +538,11 @@ mod tests {
         ] {
             assert!(text.contains(kept), "{kept} missing: {text}");
         }
-        for gone in ["keep-alive", "x-hop"] {
+        for gone in ["keep-alive", "x-hop", "content-length"] {
             assert!(!text.contains(gone), "{gone} forwarded: {text}");
         }
-        let interim = response_head(StatusCode::from_u16(103).unwrap(), HeaderMap::new(), false);
+        let interim =
+            response_head(StatusCode::from_u16(103).unwrap(), HeaderMap::new(), false).unwrap();
         assert_eq!(
             String::from_utf8(interim).unwrap(),
             "HTTP/1.1 103 Early Hints\r\nvia: 1.1 warden\r\n\r\n"
