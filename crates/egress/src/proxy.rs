@@ -192,7 +192,7 @@ pub struct ConnectionLog {
     pub rule: Option<String>,
     /// The status the proxy answered (for a forwarded request, the destination's status).
     pub status: u16,
-    /// Bytes written to the destination (for absolute-form requests, request heads included).
+    /// Bytes sent toward the destination (for absolute-form requests, request heads included).
     pub bytes_up: u64,
     /// Bytes read from the destination (for absolute-form requests, response heads included).
     pub bytes_down: u64,
@@ -332,12 +332,19 @@ async fn serve_client(mut stream: TcpStream, conn: Arc<Conn>) {
     let first_answer = tokio::select! {
         first = fast::first_request(&mut stream, &conn) => match first {
             fast::First::Done => return,
-            fast::First::Hyper(answer) => answer.map(|a| *a),
+            // The connection ends with the prepared answer, so that it is never cut by a
+            // shutdown in between and needs no more waiting for.
+            fast::First::Hyper(answer) => answer.map(|a| {
+                let mut a = *a;
+                a.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                a
+            }),
         },
         () = conn.activity.idle_for(idle) => return,
     };
     #[cfg(not(target_os = "linux"))]
     let first_answer: Option<Response<ProxyBody>> = None;
+    let prepared_first = first_answer.is_some();
     let first_answer = Arc::new(std::sync::Mutex::new(first_answer));
 
     let io = TokioIo::new(Metered::new(stream, Arc::clone(&conn.activity), None));
@@ -358,10 +365,20 @@ async fn serve_client(mut stream: TcpStream, conn: Arc<Conn>) {
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(http);
+    // A prepared answer is for a request that already arrived: a graceful shutdown would drop
+    // it unsent (hyper closes a connection that has not read yet), so shutdown waits for it
+    // (the connection closes after it).
+    let shutdown = async {
+        if !prepared_first {
+            conn.shared.cancel.cancelled().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         _ = http.as_mut() => return,
         () = conn.activity.idle_for(idle) => return,
-        () = conn.shared.cancel.cancelled() => http.as_mut().graceful_shutdown(),
+        () = shutdown => http.as_mut().graceful_shutdown(),
     }
     tokio::select! {
         _ = http => {}

@@ -507,6 +507,143 @@ async fn bodyless_requests_are_forwarded_once_with_interim_and_chunked_answers_i
     assert_eq!(proxy.logs.lock().unwrap().len(), 1);
 }
 
+/// Sends one `method` request for `target` (a path and query on the scripted destination)
+/// through a fresh proxy to a destination that answers `answer`; returns what the client read
+/// (or how reading failed), what the destination received, and the log line.
+async fn through(
+    method: &str,
+    target: &str,
+    answer: &[u8],
+) -> (std::io::Result<Vec<u8>>, String, ConnectionLog) {
+    let (addr, seen) = scripted_server(answer.to_vec()).await;
+    let proxy = lab_proxy(addr.port()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "{method} http://127.0.0.1:{}{target} HTTP/1.1\r\nHost: x\r\n\r\n",
+                addr.port()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+        .await
+        .expect("the proxy did not end the answer");
+    drop(stream);
+    let sent = connections(&seen, 1).await.remove(0);
+    let line = proxy.log_for(method, "127.0.0.1").await;
+    (read.map(|_| got), sent, line)
+}
+
+fn text(bytes: &std::io::Result<Vec<u8>>) -> String {
+    String::from_utf8_lossy(bytes.as_ref().expect("the answer ended cleanly")).into_owned()
+}
+
+#[tokio::test]
+async fn nothing_after_the_framed_body_reaches_the_client() {
+    let forged = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
+    // Content-Length: exactly that many bytes.
+    let (got, _, line) = through(
+        "GET",
+        "/",
+        format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi{forged}").as_bytes(),
+    )
+    .await;
+    let got = text(&got);
+    assert!(got.ends_with("\r\n\r\nhi"), "{got}");
+    assert_eq!(line.status, 200);
+    // Chunked: up to the last chunk; extensions dropped, trailers kept.
+    let (got, _, _) = through(
+        "GET",
+        "/",
+        format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+             2;name=value\r\nhi\r\n1\r\n!\r\n0\r\nX-Sum: 3\r\n\r\n{forged}"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let got = text(&got);
+    assert!(
+        got.ends_with("\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\nx-sum: 3\r\n\r\n"),
+        "{got}"
+    );
+    // HEAD, 204 and 304 have no body, whatever follows.
+    for (method, status) in [
+        ("HEAD", "200 OK"),
+        ("GET", "204 No Content"),
+        ("GET", "304 Not Modified"),
+    ] {
+        let (got, _, _) = through(
+            method,
+            "/",
+            format!("HTTP/1.1 {status}\r\nContent-Length: 6\r\n\r\n{forged}").as_bytes(),
+        )
+        .await;
+        let got = text(&got);
+        assert!(got.ends_with("\r\n\r\n"), "{method} {status}: {got}");
+        assert!(!got.contains("forged"), "{method} {status}: {got}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_cut_short_resets_the_client_connection() {
+    for answer in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nonly ten b",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a size",
+    ] {
+        let (got, _, line) = through("GET", "/", answer.as_bytes()).await;
+        assert_eq!(
+            got.as_ref().map_err(std::io::Error::kind).err(),
+            Some(std::io::ErrorKind::ConnectionReset),
+            "{answer:?}: {got:?}"
+        );
+        assert_eq!(
+            (line.decision, line.rule.as_deref()),
+            (Decision::Error, Some("upstream")),
+            "{answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn odd_answers_and_targets() {
+    // A query-only target is sent as `/?query`.
+    let (got, sent, _) = through(
+        "GET",
+        "?x=1",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(sent.starts_with("GET /?x=1 HTTP/1.1\r\n"), "{sent}");
+    assert!(text(&got).starts_with("HTTP/1.1 200 OK\r\n"));
+    // A switch of protocols that was never asked for is a bad gateway.
+    let (got, _, line) = through(
+        "GET",
+        "/",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nraw bytes",
+    )
+    .await;
+    assert!(
+        text(&got).starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+        "{got:?}"
+    );
+    assert_eq!(line.rule.as_deref(), Some("upstream"));
+    // A HEAD request's 502 has a length but no body.
+    let (got, _, _) = through("HEAD", "/", b"").await;
+    let got = text(&got);
+    assert!(got.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\n"), "{got}");
+    assert!(
+        got.to_ascii_lowercase().contains("content-length: "),
+        "{got}"
+    );
+}
+
 #[tokio::test]
 async fn a_large_answer_arrives_intact_and_is_counted() {
     let body: Vec<u8> = (0..8u32 << 20).map(|i| (i * 13 % 251) as u8).collect();

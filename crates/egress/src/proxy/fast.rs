@@ -16,10 +16,17 @@
 //!    same rewriting as the hyper path (hop-by-hop fields and proxy credentials removed, `Host`
 //!    from the judged target, `Via` added) plus `Connection: close`.
 //! 4. The response head (and any interim `1xx` heads) is read and rewritten the same way,
-//!    except that `Content-Length` and `Transfer-Encoding` stay as they are, since the body
-//!    passes unchanged; the client is told `Connection: close`.
-//! 5. The body is spliced from the destination to the client until the destination closes;
-//!    then the connection ends. The client's next request comes on a new connection, where it
+//!    except that the framing (`Transfer-Encoding`, or one `Content-Length`) is kept, since
+//!    the body passes unchanged; the client is told `Connection: close`. A `101` (never asked
+//!    for: `Upgrade` is not forwarded) is answered `502`.
+//! 5. The body moves as its framing (RFC 9112 section 6.3) delimits it, and not one byte
+//!    further, so a destination cannot append a forged second answer: none after `HEAD`,
+//!    `204` and `304`; exactly `Content-Length` bytes, spliced; a chunked body chunk by chunk,
+//!    each size line and the trailers parsed with `httparse` and re-serialized, each chunk's
+//!    data spliced; otherwise until the destination closes. A destination that fails or
+//!    breaks the framing mid-body gets the client connection reset, so that the client cannot
+//!    take a cut body for a whole one.
+//! 6. The connection then ends. The client's next request comes on a new connection, where it
 //!    is judged on its own. Whatever the client sends after the head (a pipelined request) is
 //!    read and discarded, never forwarded; its end of stream means the client is gone and
 //!    ends the exchange (as on the hyper path).
@@ -43,9 +50,15 @@ use super::{
 };
 use crate::url_policy::Target;
 
-/// Longest head the fast path reads, in bytes: a longer request head takes the hyper path; a
-/// longer response head is answered `502`.
-const MAX_HEAD: usize = 64 << 10;
+/// Longest request head the fast path reads, in bytes; a longer one takes the hyper path.
+const MAX_REQUEST_HEAD: usize = 64 << 10;
+
+/// Longest response head (and trailer section), in bytes; a longer one is answered `502`.
+/// hyper's default read buffer limit, so that both paths take the same answers.
+const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
+
+/// Longest chunk-size line (with extensions), in bytes.
+const MAX_CHUNK_LINE: usize = 4096;
 
 /// Most header fields in a head (hyper's default limit too).
 const MAX_HEADERS: usize = 100;
@@ -76,10 +89,7 @@ struct RequestHead {
 /// documentation). Returns when the request head arrived and was either answered here or left
 /// for the hyper path, or when the proxy shuts down before a head arrives.
 pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> First {
-    let Ok(pipe) = Pipe::new() else {
-        return First::Hyper(None);
-    };
-    let mut peeked = vec![0u8; MAX_HEAD];
+    let mut peeked = vec![0u8; MAX_REQUEST_HEAD];
     let n = tokio::select! {
         n = client.peek(&mut peeked) => match n {
             Ok(n) => n,
@@ -87,10 +97,17 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
         },
         () = conn.shared.cancel.cancelled() => return First::Done,
     };
+    if n > 0 {
+        // A head arriving is activity, as hyper's reading it is on the hyper path.
+        conn.activity.touch();
+    }
     let Some(head) = qualifying_request(&peeked[..n]) else {
         return First::Hyper(None);
     };
     drop(peeked);
+    let Ok(pipe) = Pipe::new() else {
+        return First::Hyper(None);
+    };
 
     let counters = Arc::new(Counters::default());
     let mut guard = LogGuard::start(
@@ -114,16 +131,35 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
         guard.record(StatusCode::BAD_REQUEST, "client", "the client went away");
         return First::Done;
     }
-    match exchange(client, &mut upstream, &head, &target, pipe, conn, &counters).await {
+    let client: &TcpStream = client;
+    let result = tokio::select! {
+        result = exchange(client, &mut upstream, &head, &target, &pipe, conn, &counters) => result,
+        // A client that closes its side is gone (hyper's path treats it so too).
+        () = client_gone(client) => Err(Failure::Client),
+    };
+    match result {
         Ok(status) => guard.entry.status = status.as_u16(),
         Err(Failure::Upstream(reason)) => {
             let answer = guard.error(StatusCode::BAD_GATEWAY, "upstream", reason);
-            if let Some(bytes) = serialized(answer).await {
-                let _ = client.write_all(&bytes).await;
+            if let Some(bytes) = serialized(answer, head.method == Method::HEAD).await {
+                let _ = write_all(client, &bytes).await;
             }
         }
-        Err(Failure::Client(status)) => {
-            guard.record(status, "client", "the client went away mid-answer");
+        Err(Failure::Truncated(status, reason)) => {
+            guard.entry.decision = super::Decision::Error;
+            guard.record(status, "upstream", &reason);
+            // The client has a head and part of a body: only a reset tells it the answer is
+            // incomplete, where the body runs until the connection closes.
+            let _ = rustix::net::sockopt::set_socket_linger(client, Some(Duration::ZERO));
+            return First::Done;
+        }
+        Err(Failure::Client) => {
+            let status = guard.entry.status;
+            guard.record(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                "client",
+                "the client went away before the whole answer",
+            );
         }
     }
     linger(client).await;
@@ -132,20 +168,70 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
 
 /// Why an exchange stopped early.
 enum Failure {
-    /// The destination failed before its response head was through: answer `502` with this.
+    /// The destination failed before its final response head went out: answer `502` with
+    /// this reason.
     Upstream(String),
-    /// The client went away, or the destination after its head (the client has the status).
-    Client(StatusCode),
+    /// The destination failed, or broke the body's framing, after its final head with this
+    /// status went out.
+    Truncated(StatusCode, String),
+    /// The client went away.
+    Client,
 }
 
-/// Forwards the request head, the response head(s) and the spliced body; returns the final
-/// status.
+/// How a response body is delimited (RFC 9112 section 6.3).
+#[derive(Debug, PartialEq)]
+enum Framing {
+    /// No body: an answer to `HEAD`, a `1xx`, `204` or `304` (item 1).
+    Empty,
+    /// `Transfer-Encoding` ending in `chunked` (item 4).
+    Chunked,
+    /// `Content-Length` bytes (item 6).
+    Length(u64),
+    /// Until the destination closes: another `Transfer-Encoding`, or no framing field (items
+    /// 4 and 8).
+    UntilClose,
+}
+
+/// The framing of an answer with `status` and `headers` to a `method` request.
+///
+/// # Errors
+///
+/// The reason, for a `502`, when the `Content-Length` values are not one number.
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    let codings: Vec<&[u8]> = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    if let Some(last) = codings.last() {
+        return Ok(if last.eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    Ok(match content_length(headers)? {
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    })
+}
+
+/// Forwards the request head, the response head(s) and the body, as its framing delimits it;
+/// returns the final status.
 async fn exchange(
     client: &TcpStream,
     upstream: &mut Metered<TcpStream>,
     head: &RequestHead,
     target: &Target,
-    pipe: Pipe,
+    pipe: &Pipe,
     conn: &Conn,
     counters: &Counters,
 ) -> Result<StatusCode, Failure> {
@@ -156,32 +242,174 @@ async fn exchange(
         .map_err(|e| Failure::Upstream(format!("cannot send the request: {e}")))?;
 
     let mut buffered = Vec::with_capacity(16 << 10);
-    let status = loop {
+    let (status, framing) = loop {
         let (status, headers, len) = read_response_head(upstream, &mut buffered).await?;
-        let last = !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(Failure::Upstream(
+                "the destination switched protocols, which this proxy never asks for".into(),
+            ));
+        }
+        let last = !status.is_informational();
+        let framing = framing(&head.method, status, &headers).map_err(Failure::Upstream)?;
         let answer = response_head(status, headers, last).map_err(Failure::Upstream)?;
         buffered.drain(..len);
         write_all(client, &answer)
             .await
-            .map_err(|_| Failure::Client(status))?;
+            .map_err(|_| Failure::Client)?;
         if last {
-            break status;
+            break (status, framing);
         }
     };
-    // Body bytes that came with the head, then the rest straight from socket to socket.
-    write_all(client, &buffered)
-        .await
-        .map_err(|_| Failure::Client(status))?;
-    let moved = |n: u64| {
-        counters.read.fetch_add(n, Ordering::Relaxed);
+    let mut body = Body {
+        client,
+        upstream,
+        buffered,
+        pipe,
+        conn,
+        counters,
+        status,
     };
-    tokio::select! {
-        result = splice::one_way(&upstream.inner, client, pipe, &conn.activity, moved) => {
-            result.map_err(|_| Failure::Client(status))?;
-        }
-        () = client_gone(client) => return Err(Failure::Client(status)),
+    match framing {
+        Framing::Empty => {}
+        Framing::Length(n) => body.exactly(n).await?,
+        Framing::UntilClose => body.until_close().await?,
+        Framing::Chunked => body.chunked().await?,
     }
     Ok(status)
+}
+
+/// A response body on its way to the client: bytes already read (after the head) go from
+/// `buffered`, the rest is spliced.
+struct Body<'a> {
+    client: &'a TcpStream,
+    upstream: &'a mut Metered<TcpStream>,
+    buffered: Vec<u8>,
+    pipe: &'a Pipe,
+    conn: &'a Conn,
+    counters: &'a Counters,
+    status: StatusCode,
+}
+
+impl Body<'_> {
+    fn truncated(&self, what: &str) -> Failure {
+        Failure::Truncated(self.status, what.to_string())
+    }
+
+    /// Sends `bytes` (not from the destination) to the client.
+    async fn send(&self, bytes: &[u8]) -> Result<(), Failure> {
+        write_all(self.client, bytes)
+            .await
+            .map_err(|_| Failure::Client)
+    }
+
+    /// Moves `n` body bytes: the buffered ones first, then spliced.
+    async fn exactly(&mut self, n: u64) -> Result<(), Failure> {
+        let from_buffer = self
+            .buffered
+            .len()
+            .min(usize::try_from(n).unwrap_or(usize::MAX));
+        let taken: Vec<u8> = self.buffered.drain(..from_buffer).collect();
+        self.send(&taken).await?;
+        let rest = n - from_buffer as u64;
+        if rest == 0 {
+            return Ok(());
+        }
+        let moved = self.splice(Some(rest)).await?;
+        if moved < rest {
+            return Err(self.truncated("the destination closed the connection mid-body"));
+        }
+        Ok(())
+    }
+
+    /// Moves everything until the destination closes.
+    async fn until_close(&mut self) -> Result<(), Failure> {
+        let taken = std::mem::take(&mut self.buffered);
+        self.send(&taken).await?;
+        self.splice(None).await.map(|_| ())
+    }
+
+    /// Moves a chunked body chunk by chunk: each size line (extensions dropped) and the
+    /// trailer section are parsed with `httparse` and sent on re-serialized, each chunk's data
+    /// spliced; nothing after the last chunk is forwarded.
+    async fn chunked(&mut self) -> Result<(), Failure> {
+        loop {
+            let (line, size) = loop {
+                match httparse::parse_chunk_size(&self.buffered) {
+                    Ok(httparse::Status::Complete(found)) => break found,
+                    Ok(httparse::Status::Partial) if self.buffered.len() < MAX_CHUNK_LINE => {
+                        self.fill().await?;
+                    }
+                    _ => return Err(self.truncated("the destination sent an invalid chunk size")),
+                }
+            };
+            self.buffered.drain(..line);
+            if size == 0 {
+                return self.trailers().await;
+            }
+            self.send(format!("{size:x}\r\n").as_bytes()).await?;
+            self.exactly(size).await?;
+            while self.buffered.len() < 2 {
+                self.fill().await?;
+            }
+            if &self.buffered[..2] != b"\r\n" {
+                return Err(self.truncated("the destination sent a chunk longer than its size"));
+            }
+            self.buffered.drain(..2);
+            self.send(b"\r\n").await?;
+        }
+    }
+
+    /// After the last chunk: the trailer fields and the blank line that ends the body.
+    async fn trailers(&mut self) -> Result<(), Failure> {
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match httparse::parse_headers(&self.buffered, &mut fields) {
+                Ok(httparse::Status::Complete((len, fields))) => {
+                    let trailers = header_map(fields)
+                        .ok_or_else(|| self.truncated("a trailer field is not valid"))?;
+                    // The last chunk, the trailer fields, the blank line that ends the body.
+                    let end = serialize_head("0", &trailers);
+                    self.buffered.drain(..len);
+                    return self.send(&end).await;
+                }
+                Ok(httparse::Status::Partial) if self.buffered.len() < MAX_RESPONSE_HEAD => {
+                    self.fill().await?;
+                }
+                _ => return Err(self.truncated("the destination sent invalid trailer fields")),
+            }
+        }
+    }
+
+    /// Reads more of the body into `buffered`; the destination closing here is a truncation.
+    async fn fill(&mut self) -> Result<(), Failure> {
+        self.buffered.reserve(4 << 10);
+        match self.upstream.read_buf(&mut self.buffered).await {
+            Ok(0) => Err(self.truncated("the destination closed the connection mid-body")),
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.truncated(&format!("reading the body: {e}"))),
+        }
+    }
+
+    /// Splices up to `limit` bytes (or until the destination closes) to the client.
+    async fn splice(&mut self, limit: Option<u64>) -> Result<u64, Failure> {
+        let counters = self.counters;
+        let read = |n: u64| {
+            counters.read.fetch_add(n, Ordering::Relaxed);
+        };
+        splice::transfer(
+            &self.upstream.inner,
+            self.client,
+            self.pipe,
+            limit,
+            &self.conn.activity,
+            read,
+        )
+        .await
+        .map_err(|e| match e {
+            splice::TransferError::Read(e) => self.truncated(&format!("reading the body: {e}")),
+            splice::TransferError::Write(_) => Failure::Client,
+        })
+    }
 }
 
 /// The request head as forwarded: origin-form target, hop-by-hop fields and `Expect` removed,
@@ -195,7 +423,11 @@ fn origin_form(head: &RequestHead, target: &Target) -> Vec<u8> {
     }
     add_via(&mut headers);
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    // `PathAndQuery`'s Display (not `as_str`) gives `/?q` for a query-only target.
+    let path = head
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), ToString::to_string);
     serialize_head(&format!("{} {path} HTTP/1.1", head.method), &headers)
 }
 
@@ -344,8 +576,8 @@ async fn read_response_head(
                 Err(e) => return Err(bad_head(&e.to_string())),
             }
         }
-        if buffered.len() >= MAX_HEAD {
-            return Err(bad_head("longer than 64 KiB"));
+        if buffered.len() >= MAX_RESPONSE_HEAD {
+            return Err(bad_head("longer than 400 KiB"));
         }
         buffered.reserve(16 << 10);
         match upstream.read_buf(buffered).await {
@@ -405,8 +637,9 @@ async fn linger(client: &TcpStream) {
     let _ = tokio::time::timeout(LINGER, client_gone(client)).await;
 }
 
-/// A short answer (status, fields, body) as bytes, with `Connection: close`.
-async fn serialized(answer: Response<ProxyBody>) -> Option<Vec<u8>> {
+/// A short answer (status, fields, body) as bytes, with `Connection: close`; without the body
+/// (but with its length) when it answers a `HEAD` request.
+async fn serialized(answer: Response<ProxyBody>, head_request: bool) -> Option<Vec<u8>> {
     let (parts, body) = answer.into_parts();
     let body = body.collect().await.ok()?.to_bytes();
     let mut headers = parts.headers;
@@ -417,7 +650,9 @@ async fn serialized(answer: Response<ProxyBody>) -> Option<Vec<u8>> {
         &format!("HTTP/1.1 {} {reason}", parts.status.as_u16()),
         &headers,
     );
-    bytes.extend_from_slice(&body);
+    if !head_request {
+        bytes.extend_from_slice(&body);
+    }
     Some(bytes)
 }
 
@@ -484,6 +719,48 @@ mod tests {
         ] {
             assert!(!text.contains(gone), "{gone} forwarded: {text}");
         }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6_3() {
+        let with = |pairs: &[(&'static str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (k, v) in pairs {
+                headers.append(
+                    HeaderName::from_static(k),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            headers
+        };
+        let get = |status: u16, headers: &HeaderMap| {
+            framing(&Method::GET, StatusCode::from_u16(status).unwrap(), headers).unwrap()
+        };
+        let length = with(&[("content-length", "5")]);
+        assert_eq!(
+            framing(&Method::HEAD, StatusCode::OK, &length).unwrap(),
+            Framing::Empty
+        );
+        for status in [103, 204, 304] {
+            assert_eq!(get(status, &length), Framing::Empty, "{status}");
+        }
+        assert_eq!(get(200, &length), Framing::Length(5));
+        assert_eq!(get(200, &HeaderMap::new()), Framing::UntilClose);
+        let te = |v: &str| {
+            get(
+                200,
+                &with(&[("transfer-encoding", v), ("content-length", "5")]),
+            )
+        };
+        assert_eq!(te("chunked"), Framing::Chunked);
+        assert_eq!(te("gzip, Chunked"), Framing::Chunked);
+        assert_eq!(te("chunked, gzip"), Framing::UntilClose);
+        assert!(framing(
+            &Method::GET,
+            StatusCode::OK,
+            &with(&[("content-length", "x")])
+        )
+        .is_err());
     }
 
     #[test]

@@ -74,58 +74,95 @@ pub(super) async fn both_ways(
 }
 
 /// Moves bytes from `from` to `to` until `from` ends, then half-closes `to`; `moved` gets
-/// the byte count of each transfer into `to`.
-pub(super) async fn one_way(
+/// the byte count of each transfer out of `from`.
+async fn one_way(
     from: &TcpStream,
     to: &TcpStream,
     pipe: Pipe,
     activity: &Activity,
     moved: impl Fn(u64),
 ) -> io::Result<()> {
+    transfer(from, to, &pipe, None, activity, moved)
+        .await
+        .map_err(|e| match e {
+            TransferError::Read(e) | TransferError::Write(e) => e,
+        })?;
+    // End of stream from `from`: pass the half-close on. `to` may already be gone.
+    let _ = rustix::net::shutdown(to, Shutdown::Write);
+    Ok(())
+}
+
+/// Which side of a [`transfer`] failed.
+#[derive(Debug)]
+pub(super) enum TransferError {
+    /// Reading from the source failed.
+    Read(io::Error),
+    /// Writing to the destination failed (it is gone, or closed for reading).
+    Write(io::Error),
+}
+
+/// Moves bytes from `from` to `to` through `pipe` until `limit` bytes have moved (when given)
+/// or `from` reaches end of stream; returns how many moved. `read` gets the byte count of each
+/// read from `from`. The pipe is empty again when this returns `Ok`.
+pub(super) async fn transfer(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    limit: Option<u64>,
+    activity: &Activity,
+    read: impl Fn(u64),
+) -> Result<u64, TransferError> {
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let mut total = 0u64;
     loop {
+        let want = match limit {
+            Some(limit) if total >= limit => return Ok(total),
+            Some(limit) => {
+                usize::try_from(limit - total).map_or(pipe.capacity, |left| left.min(pipe.capacity))
+            }
+            None => pipe.capacity,
+        };
         // The pipe is empty here, so EAGAIN can only mean that `from` has nothing to read.
         let filled = loop {
-            from.readable().await?;
+            from.readable().await.map_err(TransferError::Read)?;
             match from.try_io(Interest::READABLE, || {
                 Ok(rustix::pipe::splice(
                     from,
                     None,
                     &pipe.write,
                     None,
-                    pipe.capacity,
+                    want,
                     flags,
                 )?)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(TransferError::Read(e)),
             }
         };
         if filled == 0 {
-            // End of stream from `from`: pass the half-close on. `to` may already be gone.
-            let _ = rustix::net::shutdown(to, Shutdown::Write);
-            return Ok(());
+            return Ok(total);
         }
+        read(filled as u64);
         activity.touch();
         // The pipe holds data here, so EAGAIN can only mean that `to` is full.
         let mut left = filled;
         while left > 0 {
-            to.writable().await?;
+            to.writable().await.map_err(TransferError::Write)?;
             match to.try_io(Interest::WRITABLE, || {
                 Ok(rustix::pipe::splice(
                     &pipe.read, None, to, None, left, flags,
                 )?)
             }) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(TransferError::Write(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     left -= n;
-                    moved(n as u64);
                     activity.touch();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(TransferError::Write(e)),
             }
         }
+        total += filled as u64;
     }
 }
