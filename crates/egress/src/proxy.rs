@@ -75,11 +75,12 @@
 //!   (`Connection: close`); the client's next request opens a new one. Bytes the client
 //!   pipelined after it are discarded, never forwarded.
 //! - Throughput is CPU-bound on loopback. Spliced bodies cost no userspace copy, but each
-//!   byte still crosses a second TCP connection in the kernel (receive, pipe, transmit);
-//!   bodies hyper streams cost two userspace copies on top. On a 2-CPU VM,
-//!   `benches/proxy_throughput.rs` measured 100 MiB at 70 to 72 % of a direct transfer both
-//!   for a spliced absolute-form request and for a tunnel (hyper's path: 61 to 66 %): short
-//!   of an 80 % target.
+//!   byte still crosses a second TCP connection in the kernel (receive, pipe, transmit), about
+//!   as much CPU again as the copies the endpoints themselves make; bodies hyper streams cost
+//!   two userspace copies on top. On a 2-CPU VM, `benches/proxy_throughput.rs` (21 rounds,
+//!   paired ratios) measured 100 MiB at 65 to 73 % of a direct transfer for a spliced
+//!   absolute-form request, 74 to 77 % for a tunnel, and 57 to 60 % on hyper's path (the
+//!   build before the fast path): short of an 80 % target.
 //! - A tunnel uses two pipes (four file descriptors, up to 256 KiB of kernel memory each) on
 //!   top of its two sockets: serving `max_connections` tunnels needs about
 //!   `6 × max_connections` descriptors (`RLIMIT_NOFILE`); without them a tunnel falls back to
