@@ -571,6 +571,21 @@ async fn nothing_after_the_framed_body_reaches_the_client() {
         got.ends_with("\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\nx-sum: 3\r\n\r\n"),
         "{got}"
     );
+    // Empty list items in Transfer-Encoding are ignored (RFC 9110 section 5.6.1), as clients
+    // ignore them: the body is chunked, and the field goes on normalized.
+    let (got, _, _) = through(
+        "GET",
+        "/",
+        format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\nTransfer-Encoding:\r\n\r\n\
+             0\r\n\r\n{forged}"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let got = text(&got);
+    assert!(got.contains("transfer-encoding: chunked\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\n0\r\n\r\n"), "{got}");
     // HEAD, 204 and 304 have no body, whatever follows.
     for (method, status) in [
         ("HEAD", "200 OK"),
@@ -595,6 +610,8 @@ async fn a_body_cut_short_resets_the_client_connection() {
         "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nonly ten b",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a size",
+        // An empty size line is not a last chunk.
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n\r\n\r\n",
     ] {
         let (got, _, line) = through("GET", "/", answer.as_bytes()).await;
         assert_eq!(
@@ -608,6 +625,48 @@ async fn a_body_cut_short_resets_the_client_connection() {
             "{answer:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_body_cut_by_the_idle_timeout_resets_the_client_connection() {
+    // A destination that sends a head and part of a body delimited by its closing, then
+    // falls silent without closing.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 4096];
+        let _ = stream.read(&mut head).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\npartial")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let mut config = ProxyConfig::new(lab_policy(&[addr.port()]), lab_resolver());
+    config.idle_timeout = Duration::from_millis(300);
+    let proxy = Proxy::start(config).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET http://127.0.0.1:{}/ HTTP/1.1\r\nHost: x\r\n\r\n",
+                addr.port()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
+        .await
+        .expect("the idle timeout did not end the connection");
+    assert_eq!(
+        read.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 #[tokio::test]

@@ -23,9 +23,12 @@
 //!    further, so a destination cannot append a forged second answer: none after `HEAD`,
 //!    `204` and `304`; exactly `Content-Length` bytes, spliced; a chunked body chunk by chunk,
 //!    each size line and the trailers parsed with `httparse` and re-serialized, each chunk's
-//!    data spliced; otherwise until the destination closes. A destination that fails or
-//!    breaks the framing mid-body gets the client connection reset, so that the client cannot
-//!    take a cut body for a whole one.
+//!    data spliced; otherwise until the destination closes. `Transfer-Encoding` goes on as
+//!    one field listing the codings the framing was decided on (empty list items dropped, as
+//!    clients drop them). Once a head with a body is out, any end but the body's own (the
+//!    destination failing or breaking the framing, the idle timeout, the client leaving)
+//!    resets the client connection, so that the client cannot take a cut body for a whole
+//!    one.
 //! 6. The connection then ends. The client's next request comes on a new connection, where it
 //!    is judged on its own. Whatever the client sends after the head (a pipelined request) is
 //!    read and discarded, never forwarded; its end of stream means the client is gone and
@@ -138,7 +141,10 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
         () = client_gone(client) => Err(Failure::Client),
     };
     match result {
-        Ok(status) => guard.entry.status = status.as_u16(),
+        Ok(status) => {
+            guard.entry.status = status.as_u16();
+            reset_on_close(client, false);
+        }
         Err(Failure::Upstream(reason)) => {
             let answer = guard.error(StatusCode::BAD_GATEWAY, "upstream", reason);
             if let Some(bytes) = serialized(answer, head.method == Method::HEAD).await {
@@ -148,9 +154,8 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
         Err(Failure::Truncated(status, reason)) => {
             guard.entry.decision = super::Decision::Error;
             guard.record(status, "upstream", &reason);
-            // The client has a head and part of a body: only a reset tells it the answer is
-            // incomplete, where the body runs until the connection closes.
-            let _ = rustix::net::sockopt::set_socket_linger(client, Some(Duration::ZERO));
+            // Closed with a reset (set when the head went out): the client must not take the
+            // cut body for a whole one.
             return First::Done;
         }
         Err(Failure::Client) => {
@@ -160,6 +165,8 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
                 "client",
                 "the client went away before the whole answer",
             );
+            // No half-close: it would end the body cleanly; closing resets.
+            return First::Done;
         }
     }
     linger(client).await;
@@ -205,13 +212,7 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
     {
         return Ok(Framing::Empty);
     }
-    let codings: Vec<&[u8]> = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect();
-    if let Some(last) = codings.last() {
+    if let Some(last) = codings(headers).last() {
         return Ok(if last.eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
         } else {
@@ -260,6 +261,12 @@ async fn exchange(
             break (status, framing);
         }
     };
+    if framing != Framing::Empty {
+        // From here until the body is through, the connection closing any other way (idle
+        // timeout, client gone, destination failing) resets it: a clean end could pass a cut
+        // body for a whole one where the body runs until the connection closes.
+        reset_on_close(client, true);
+    }
     let mut body = Body {
         client,
         upstream,
@@ -334,6 +341,15 @@ impl Body<'_> {
     async fn chunked(&mut self) -> Result<(), Failure> {
         loop {
             let (line, size) = loop {
+                // httparse takes a line without digits for size 0; the grammar needs one
+                // (RFC 9112 section 7.1: chunk-size = 1*HEXDIG).
+                if self
+                    .buffered
+                    .first()
+                    .is_some_and(|b| !b.is_ascii_hexdigit())
+                {
+                    return Err(self.truncated("the destination sent an invalid chunk size"));
+                }
                 match httparse::parse_chunk_size(&self.buffered) {
                     Ok(httparse::Status::Complete(found)) => break found,
                     Ok(httparse::Status::Partial) if self.buffered.len() < MAX_CHUNK_LINE => {
@@ -445,16 +461,21 @@ fn response_head(
     mut headers: HeaderMap,
     last: bool,
 ) -> Result<Vec<u8>, String> {
-    let chunked: Vec<HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().cloned().collect();
-    let length = if chunked.is_empty() {
+    // One normalized `Transfer-Encoding`: the codings `framing` decided on, so that the client
+    // cannot read the body's end elsewhere than this proxy does.
+    let listed = codings(&headers).join(&b", "[..]);
+    let transfer_encoding = HeaderValue::from_bytes(&listed)
+        .ok()
+        .filter(|_| !listed.is_empty());
+    let length = if transfer_encoding.is_none() {
         content_length(&headers)?
     } else {
         None
     };
     strip_hop_by_hop(&mut headers);
     headers.remove(CONTENT_LENGTH);
-    for value in chunked {
-        headers.append(TRANSFER_ENCODING, value);
+    if let Some(value) = transfer_encoding {
+        headers.insert(TRANSFER_ENCODING, value);
     }
     if let Some(length) = length {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
@@ -468,6 +489,18 @@ fn response_head(
         &format!("HTTP/1.1 {} {reason}", status.as_u16()),
         &headers,
     ))
+}
+
+/// The transfer codings of `headers`, in order, empty list items left out (RFC 9110 section
+/// 5.6.1: a recipient ignores them, and so must the framing this proxy decides on).
+fn codings(headers: &HeaderMap) -> Vec<&[u8]> {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 /// The one length all `Content-Length` fields (and comma-separated values) of `headers`
@@ -610,6 +643,12 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes closing `client` reset the connection (`SO_LINGER` 0) or, with `reset` false, end
+/// it normally again.
+fn reset_on_close(client: &TcpStream, reset: bool) {
+    let _ = rustix::net::sockopt::set_socket_linger(client, reset.then_some(Duration::ZERO));
 }
 
 /// Completes when the client has closed its side (or its connection failed); discards
