@@ -1208,6 +1208,7 @@ fn sigterm_shuts_down_gracefully_and_cancels_what_outlives_the_grace_period() {
         events.iter().any(|e| e["action"] == "server.stop"),
         "the store was flushed on the way out"
     );
+    crate::assert_recorded_as_cancelled(&events);
     let (code, out, _) = server.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
 }
