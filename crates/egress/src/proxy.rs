@@ -79,7 +79,7 @@
 //!   as much CPU again as the copies the endpoints themselves make; bodies hyper streams cost
 //!   two userspace copies on top. On a 2-CPU VM, `benches/proxy_throughput.rs` (21 rounds,
 //!   paired ratios) measured 100 MiB at 65 to 73 % of a direct transfer for a spliced
-//!   absolute-form request, 74 to 77 % for a tunnel, and 57 to 60 % on hyper's path (the
+//!   absolute-form request, 66 to 81 % for a tunnel, and 57 to 66 % on hyper's path (the
 //!   build before the fast path): short of an 80 % target.
 //! - A tunnel uses two pipes (four file descriptors, up to 256 KiB of kernel memory each) on
 //!   top of its two sockets: serving `max_connections` tunnels needs about
