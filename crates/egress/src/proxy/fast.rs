@@ -169,6 +169,9 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
             return First::Done;
         }
     }
+    // The exchange is over: log it now, not after the client has closed (its next request,
+    // on a new connection, may be logged meanwhile, and the lingering is not the exchange's).
+    drop(guard);
     linger(client).await;
     First::Done
 }
