@@ -321,54 +321,89 @@ fn wait_for(limit: Duration, done: impl Fn() -> bool) -> bool {
     true
 }
 
+/// A `warden mcp` (stdio) child whose `run_code` call (request id 2) runs the shell command
+/// `marker`, a `sleep` that can be found among the host's processes, once its sandbox has
+/// started.
+struct RunningCall {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    config: PathBuf,
+    marker: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningCall {
+    fn start(marker: &'static str) -> RunningCall {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path());
+        let mut child = stdio_server(&config, Stdio::null());
+        let mut call = RunningCall {
+            stdin: child.stdin.take().unwrap(),
+            lines: BufReader::new(child.stdout.take().unwrap()).lines(),
+            child,
+            config,
+            marker,
+            _dir: dir,
+        };
+        call.send(initialize());
+        let initialized: Value =
+            serde_json::from_str(&call.lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(initialized["id"], 1, "{initialized}");
+        call.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        call.send(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "run_code",
+            "arguments": {"language": "sh", "code": marker, "timeout_s": 60}}}),
+        );
+        assert!(
+            wait_for(Duration::from_secs(10), || call.sandbox_runs()),
+            "the sandbox did not start"
+        );
+        call
+    }
+
+    fn send(&mut self, message: Value) {
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn sandbox_runs(&self) -> bool {
+        !crate::host_processes_with(self.marker).is_empty()
+    }
+
+    /// Closes the server's stdin, reads whatever it still answers, and waits for it to end
+    /// (successfully); returns its audit events.
+    fn end(self) -> Vec<Value> {
+        let RunningCall {
+            mut child,
+            stdin,
+            lines,
+            config,
+            ..
+        } = self;
+        drop(stdin);
+        let _ = lines.count();
+        assert!(child.wait().unwrap().success());
+        audit_events(&config)
+    }
+}
+
 /// `notifications/cancelled` for a running `run_code` call stops its sandbox, and the
 /// execution is still recorded, as cancelled.
 #[test]
 fn stdio_cancellation_stops_the_sandbox() {
-    let marker = "sleep 4848.4848";
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let mut child = stdio_server(&config, Stdio::null());
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut send = |message: Value| {
-        writeln!(stdin, "{message}").unwrap();
-        stdin.flush().unwrap();
-    };
-    send(initialize());
-    let initialized: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(initialized["id"], 1, "{initialized}");
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    send(
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": "run_code",
-        "arguments": {"language": "sh", "code": marker, "timeout_s": 60}}}),
-    );
-    assert!(
-        wait_for(Duration::from_secs(10), || !crate::host_processes_with(
-            marker
-        )
-        .is_empty()),
-        "the sandbox did not start"
-    );
-    send(
+    let mut call = RunningCall::start("sleep 4848.4848");
+    call.send(
         json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": 2, "reason": "user pressed stop"}}),
     );
     assert!(
-        wait_for(Duration::from_secs(5), || crate::host_processes_with(
-            marker
-        )
-        .is_empty()),
+        wait_for(Duration::from_secs(5), || !call.sandbox_runs()),
         "the sandbox outlived the cancellation"
     );
-    drop(stdin);
     // Whatever was answered to the cancelled call, the server then ends with its stdin.
-    let _ = lines.count();
-    assert!(child.wait().unwrap().success());
-
-    let events = audit_events(&config);
-    crate::assert_recorded_as_cancelled(&events);
+    crate::assert_recorded_as_cancelled(&call.end());
 }
 
 /// A client that closes stdin while a `run_code` call runs ends the server; the sandbox is
@@ -376,38 +411,12 @@ fn stdio_cancellation_stops_the_sandbox() {
 #[test]
 fn stdio_end_of_input_stops_and_records_the_running_sandbox() {
     let marker = "sleep 4747.4747";
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let mut child = stdio_server(&config, Stdio::null());
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for message in [
-        initialize(),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "run_code",
-            "arguments": {"language": "sh", "code": marker, "timeout_s": 60}}}),
-    ] {
-        writeln!(stdin, "{message}").unwrap();
-    }
-    stdin.flush().unwrap();
-    let initialized: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(initialized["id"], 1, "{initialized}");
-    assert!(
-        wait_for(Duration::from_secs(10), || !crate::host_processes_with(
-            marker
-        )
-        .is_empty()),
-        "the sandbox did not start"
-    );
-    drop(stdin);
-    let _ = lines.count();
-    assert!(child.wait().unwrap().success());
+    let events = RunningCall::start(marker).end();
     assert!(
         crate::host_processes_with(marker).is_empty(),
         "the sandbox outlived the server"
     );
-    crate::assert_recorded_as_cancelled(&audit_events(&config));
+    crate::assert_recorded_as_cancelled(&events);
 }
 
 /// A `warden serve` child with its own data directory.

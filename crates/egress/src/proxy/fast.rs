@@ -318,8 +318,8 @@ impl Body<'_> {
             .buffered
             .len()
             .min(usize::try_from(n).unwrap_or(usize::MAX));
-        let taken: Vec<u8> = self.buffered.drain(..from_buffer).collect();
-        self.send(&taken).await?;
+        self.send(&self.buffered[..from_buffer]).await?;
+        self.buffered.drain(..from_buffer);
         let rest = n - from_buffer as u64;
         if rest == 0 {
             return Ok(());
@@ -333,8 +333,8 @@ impl Body<'_> {
 
     /// Moves everything until the destination closes.
     async fn until_close(&mut self) -> Result<(), Failure> {
-        let taken = std::mem::take(&mut self.buffered);
-        self.send(&taken).await?;
+        self.send(&self.buffered).await?;
+        self.buffered.clear();
         self.splice(None).await.map(|_| ())
     }
 
