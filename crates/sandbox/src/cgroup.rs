@@ -1157,7 +1157,9 @@ fn validate_name(name: &str) -> Result<(), CgroupError> {
     check_component(name).map_err(bad)
 }
 
-fn validate_parent(parent: &str) -> Result<(), CgroupError> {
+/// Checks a parent path: relative to the hierarchy root, `/`-separated components of at most
+/// 255 bytes of ASCII letters, digits and `-_.@:`, none empty or starting with `.`.
+pub(crate) fn validate_parent(parent: &str) -> Result<(), CgroupError> {
     let bad = |reason| CgroupError::InvalidName {
         what: "parent",
         value: parent.to_string(),
@@ -1175,7 +1177,7 @@ fn validate_parent(parent: &str) -> Result<(), CgroupError> {
 }
 
 /// Checks the limits and returns the CFS quota in microseconds.
-fn validate_limits(limits: &CgroupLimits) -> Result<u64, CgroupError> {
+pub(crate) fn validate_limits(limits: &CgroupLimits) -> Result<u64, CgroupError> {
     let bad = |field, value: String, expected| CgroupError::InvalidLimit {
         field,
         value,

@@ -80,6 +80,10 @@ pub(crate) fn send(sock: &impl AsFd, msg: &Msg, fds: &[RawFd]) -> io::Result<()>
     Ok(())
 }
 
+/// Bytes asked for per read from the control socket. Frames are mostly well under 1 KiB; a
+/// config with input files is read in several pieces.
+const READ_CHUNK: usize = 16 << 10;
+
 /// Reads frames from the control socket, buffering partial ones.
 pub(crate) struct Receiver {
     buf: Vec<u8>,
@@ -137,21 +141,28 @@ impl Receiver {
 
     /// Performs one read from the socket (blocking if it is blocking). Returns false at EOF.
     pub(crate) fn fill(&mut self, sock: &impl AsFd) -> io::Result<bool> {
-        let mut chunk = vec![0u8; 64 << 10];
+        // Received straight into the buffer's tail: its capacity stays between calls, so a
+        // process touches (page-faults in) these bytes once, not once per message.
+        let start = self.buf.len();
+        self.buf.resize(start + READ_CHUNK, 0);
         let mut fds = Vec::new();
-        let n = match sys::recv_with_fds(sock.as_fd(), &mut chunk, &mut fds) {
+        let received = sys::recv_with_fds(sock.as_fd(), &mut self.buf[start..], &mut fds);
+        let n = match received {
             Ok(n) => n,
             // The peer died with data of ours unread (a sandbox killed mid-handshake): the
             // stream has ended all the same.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(e);
+            }
         };
+        self.buf.truncate(start + n);
         self.fds.extend(fds);
         if n == 0 {
             self.eof = true;
             return Ok(false);
         }
-        self.buf.extend_from_slice(&chunk[..n]);
         Ok(true)
     }
 

@@ -213,36 +213,51 @@ impl Sandbox {
 
         let start = Instant::now();
         let controllers = self.host.cgroup.as_ref().map(|h| h.controllers());
-        let cgroup = match (&self.host.cgroup, has(Layer::Pids) || has(Layer::Memory)) {
-            (Some(host), true) => {
-                let limits = CgroupLimits {
-                    memory_bytes: spec.limits.memory_bytes,
-                    // Stage 1 and the sandbox's PID 1 live in the cgroup too; `pids` is
-                    // what the program itself may use.
-                    pids: spec.limits.pids.saturating_add(INIT_PROCESSES),
-                    cpus: spec.limits.cpus,
-                };
-                // What a supervisor killed before its teardown left behind (see DESIGN's
-                // "nothing left behind"): its sandbox died with it (parent-death signals),
-                // its cgroup did not.
-                self.swept.call_once(|| {
-                    Cgroup::sweep_orphans(host, &self.cgroup_parent);
-                });
-                let name = crate::cgroup::execution_name(self.owner.as_deref());
-                Some(Cgroup::create(host, &self.cgroup_parent, &name, &limits)?)
-            }
-            _ => None,
+        let cgroup_host = self
+            .host
+            .cgroup
+            .as_ref()
+            .filter(|_| has(Layer::Pids) || has(Layer::Memory));
+        let limits = CgroupLimits {
+            memory_bytes: spec.limits.memory_bytes,
+            // Stage 1 and the sandbox's PID 1 live in the cgroup too; `pids` is what the
+            // program itself may use.
+            pids: spec.limits.pids.saturating_add(INIT_PROCESSES),
+            cpus: spec.limits.cpus,
         };
+        if cgroup_host.is_some() {
+            // The caller's mistakes are refused before anything is spawned.
+            crate::cgroup::validate_parent(&self.cgroup_parent)?;
+            crate::cgroup::validate_limits(&limits)?;
+        }
+        // Made by `Run::start` once stage 1 is spawned, while its exec and start-up run.
+        let make_cgroup = || -> Result<Option<Cgroup>, Error> {
+            let Some(host) = cgroup_host else {
+                return Ok(None);
+            };
+            // What a supervisor killed before its teardown left behind (see DESIGN's "nothing
+            // left behind"): its sandbox died with it (parent-death signals), its cgroup did
+            // not.
+            self.swept.call_once(|| {
+                Cgroup::sweep_orphans(host, &self.cgroup_parent);
+            });
+            let name = crate::cgroup::execution_name(self.owner.as_deref());
+            Ok(Some(Cgroup::create(
+                host,
+                &self.cgroup_parent,
+                &name,
+                &limits,
+            )?))
+        };
+        let in_cgroup = cgroup_host.is_some();
         let cfg = InitConfig {
             spec: spec.clone(),
             userns: has(Layer::Userns),
             seccomp: has(Layer::Seccomp),
             landlock: has(Layer::Landlock),
-            cgroup_pids: cgroup.is_some() && has(Layer::Pids),
-            cgroup_memory: cgroup.is_some() && has(Layer::Memory),
-            cgroup_cpu: cgroup.is_some()
-                && has(Layer::Memory)
-                && controllers.is_some_and(|c| c.cpu),
+            cgroup_pids: in_cgroup && has(Layer::Pids),
+            cgroup_memory: in_cgroup && has(Layer::Memory),
+            cgroup_cpu: in_cgroup && has(Layer::Memory) && controllers.is_some_and(|c| c.cpu),
             run_uid: if has(Layer::Userns) {
                 SANDBOX_UID
             } else {
@@ -251,9 +266,9 @@ impl Sandbox {
             host_uid: self.uid_base,
         };
 
-        let cgroup_version = cgroup.as_ref().map(|c| c.version().to_string());
+        let cgroup_version = cgroup_host.map(|h| h.version().to_string());
         let ids = (self.uid_base, self.uid_count);
-        let mut run = Run::start(&self.init_exe, cgroup, &cfg, io, ids)?;
+        let mut run = Run::start(&self.init_exe, make_cgroup, &cfg, io, ids)?;
         let result = run.supervise(start + spec.limits.timeout);
         run.finish(start, result, missing, cgroup_version)
     }
@@ -374,7 +389,9 @@ fn capture(
 ) -> JoinHandle<Captured> {
     std::thread::spawn(move || {
         let mut out = Captured::default();
-        let mut buf = vec![0u8; 64 << 10];
+        // 16 KiB per read: calloc clears a thread arena's memory itself, so a larger buffer
+        // costs page faults in every run and buys nothing for the usual small output.
+        let mut buf = vec![0u8; 16 << 10];
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) => break,
@@ -419,9 +436,12 @@ struct Run {
 }
 
 impl Run {
+    /// Spawns stage 1, sends it the config, then makes the execution's cgroup with
+    /// `make_cgroup` while stage 1 starts up, and completes the handshake. On any failure
+    /// stage 1 is killed and reaped before the error returns.
     fn start(
         init_exe: &Path,
-        cgroup: Option<Cgroup>,
+        make_cgroup: impl FnOnce() -> Result<Option<Cgroup>, Error>,
         cfg: &InitConfig,
         io: RunIo,
         ids: (u32, u32),
@@ -466,6 +486,10 @@ impl Run {
         drop((child_end, stdin_read, stdout_write, stderr_write));
         // Not yet waited for, so the pid cannot have been reused.
         let stage1_pidfd = sys::pidfd_open(stage1_pid).map_err(sys_err("pidfd_open"))?;
+        // The config goes out first, so stage 1 can start on it while the output threads are
+        // being started (each costs a clone and a stack); a failure is handled by the
+        // handshake below, which also kills stage 1.
+        let config_sent = proto::send(&control, &Msg::Config(Box::new(cfg.clone())), &[]);
 
         let stdout = Some(capture(
             std::fs::File::from(stdout_read),
@@ -502,7 +526,7 @@ impl Run {
             control,
             rx: Receiver::new(),
             pid1: None,
-            cgroup,
+            cgroup: None,
             stdout,
             stderr,
             notify: None,
@@ -514,7 +538,11 @@ impl Run {
             landlock_abi: None,
             timed_out: false,
         };
-        if let Err(e) = run.handshake(cfg, ids) {
+        let prepared = config_sent.map_err(sys_err("send config")).and_then(|()| {
+            run.cgroup = make_cgroup()?;
+            run.handshake(cfg, ids)
+        });
+        if let Err(e) = prepared {
             run.kill();
             // Stage 1 waits on the control socket until the handshake completes: closing it
             // ends stage 1 even if the kill was refused, so the wait below cannot hang.
@@ -525,7 +553,7 @@ impl Run {
         Ok(run)
     }
 
-    /// Config, cgroup membership, and (with a user namespace) the id maps.
+    /// Cgroup membership and (with a user namespace) the id maps, once the config is sent.
     ///
     /// The init unshares every namespace but the cgroup one as soon as it has the config, then
     /// waits for [`Msg::Mapped`] before it unshares the cgroup namespace and forks. Joining the
@@ -537,8 +565,6 @@ impl Run {
         cfg: &InitConfig,
         (uid_base, uid_count): (u32, u32),
     ) -> Result<(), Error> {
-        proto::send(&self.control, &Msg::Config(Box::new(cfg.clone())), &[])
-            .map_err(sys_err("send config"))?;
         if let Some(cg) = &self.cgroup {
             cg.add_process(self.stage1_pid as u32)?;
         }

@@ -121,6 +121,10 @@ fn bad_flags_are_refused_with_the_flag_named() {
             vec!["run", "--file", "/etc/hostname:../escape", "--", "true"],
             "escape",
         ),
+        (
+            vec!["run", "--cgroup-parent", "../x", "--", "true"],
+            "invalid cgroup parent",
+        ),
         (vec!["run", "--bogus-flag", "--", "true"], "--bogus-flag"),
         (vec!["run"], "PROGRAM"),
     ] {
