@@ -189,9 +189,10 @@ pub struct ConnectionLog {
     /// Why it was denied or failed, one line.
     pub reason: Option<String>,
     /// The rule: a [`Denial::rule`] name, or `bad_request`, `connect`, `connect_timeout`,
-    /// `upstream`, `over_capacity`.
+    /// `upstream`, `over_capacity`, `client` (the client went away), `no_answer`.
     pub rule: Option<String>,
-    /// The status the proxy answered (for a forwarded request, the destination's status).
+    /// The status the proxy answered (for a forwarded request, the destination's status), or
+    /// [`NO_ANSWER_STATUS`] when no answer went out.
     pub status: u16,
     /// Bytes sent toward the destination (for absolute-form requests, request heads included).
     pub bytes_up: u64,
@@ -440,6 +441,7 @@ async fn handle(mut request: Request<Incoming>, conn: Arc<Conn>) -> Response<Pro
             Ok(reached) => reached,
             Err(response) => return response,
         };
+        guard.entry.status = StatusCode::OK.as_u16();
         let tunnel_conn = Arc::clone(&conn);
         conn.shared.tracker.spawn(async move {
             if let Ok(upgraded) = upgrade.await {
@@ -783,6 +785,10 @@ fn loggable_target(uri: &Uri) -> String {
     }
 }
 
+/// [`ConnectionLog::status`] of an exchange that ended before any answer went out: 499,
+/// nginx's "client closed request" (not an IANA-registered code; it is never sent).
+pub const NO_ANSWER_STATUS: u16 = 499;
+
 /// Writes the [`ConnectionLog`] of one request when dropped, whatever path it took.
 struct LogGuard {
     entry: ConnectionLog,
@@ -826,7 +832,7 @@ impl LogGuard {
                 decision: Decision::Error,
                 reason: None,
                 rule: None,
-                status: 200,
+                status: NO_ANSWER_STATUS,
                 bytes_up: 0,
                 bytes_down: 0,
                 duration_ms: 0.0,
@@ -878,6 +884,15 @@ impl LogGuard {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         let mut entry = self.entry.clone();
+        if entry.status == NO_ANSWER_STATUS && entry.rule.is_none() {
+            // Dropped unanswered: hyper dropped the request when its connection ended.
+            entry.rule = Some("no_answer".into());
+            entry.reason = Some(
+                "the exchange ended before an answer went out: the client went away, the \
+                 destination stayed silent past the idle timeout, or the proxy stopped"
+                    .into(),
+            );
+        }
         entry.duration_ms = self.start.elapsed().as_secs_f64() * 1e3;
         if let Some(counters) = &self.counters {
             entry.bytes_up = counters.written.load(Ordering::Relaxed);

@@ -703,6 +703,62 @@ async fn odd_answers_and_targets() {
     );
 }
 
+/// A destination that reads a request head, tells `got_request`, and never answers.
+async fn silent_server() -> (SocketAddr, tokio::sync::mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got_request, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let got_request = got_request.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = got_request.send(()).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_logged_as_unanswered() {
+    // GET goes the fast path, a POST with a body through hyper.
+    for (method, extra) in [("GET", ""), ("POST", "Content-Length: 2\r\n\r\nhi")] {
+        let (addr, mut got_request) = silent_server().await;
+        let proxy = lab_proxy(addr.port()).await;
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let head = format!(
+            "{method} http://127.0.0.1:{}/wait HTTP/1.1\r\nHost: x\r\n{}",
+            addr.port(),
+            if extra.is_empty() { "\r\n" } else { extra }
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), got_request.recv())
+            .await
+            .expect("the request did not reach the destination");
+        drop(stream);
+        let line = proxy.log_for(method, "/wait").await;
+        assert_eq!(
+            line.status,
+            warden_egress::proxy::NO_ANSWER_STATUS,
+            "{method}: {line:?}"
+        );
+        assert_eq!(line.decision, Decision::Allow, "{method}: {line:?}");
+        assert!(
+            matches!(line.rule.as_deref(), Some("client" | "no_answer")),
+            "{method}: {line:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_large_answer_arrives_intact_and_is_counted() {
     let body: Vec<u8> = (0..8u32 << 20).map(|i| (i * 13 % 251) as u8).collect();

@@ -35,7 +35,7 @@
 //!    ends the exchange (as on the hyper path).
 
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,12 +131,18 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
     // The head is in the socket's receive queue (it was peeked): take it off.
     let mut consumed = vec![0u8; head.len];
     if client.read_exact(&mut consumed).await.is_err() {
-        guard.record(StatusCode::BAD_REQUEST, "client", "the client went away");
+        guard.record(
+            StatusCode::from_u16(super::NO_ANSWER_STATUS).unwrap_or(StatusCode::BAD_REQUEST),
+            "client",
+            "the client went away before the answer",
+        );
         return First::Done;
     }
     let client: &TcpStream = client;
+    // The final status once its head went out to the client (0 before).
+    let answered = AtomicU16::new(0);
     let result = tokio::select! {
-        result = exchange(client, &mut upstream, &head, &target, &pipe, conn, &counters) => result,
+        result = exchange(client, &mut upstream, &head, &target, &pipe, conn, &counters, &answered) => result,
         // A client that closes its side is gone (hyper's path treats it so too).
         () = client_gone(client) => Err(Failure::Client),
     };
@@ -159,11 +165,17 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
             return First::Done;
         }
         Err(Failure::Client) => {
-            let status = guard.entry.status;
+            let (status, reason) = match answered.load(Ordering::Relaxed) {
+                0 => (
+                    super::NO_ANSWER_STATUS,
+                    "the client went away before the answer",
+                ),
+                status => (status, "the client went away before the whole answer"),
+            };
             guard.record(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
                 "client",
-                "the client went away before the whole answer",
+                reason,
             );
             // No half-close: it would end the body cleanly; closing resets.
             return First::Done;
@@ -229,7 +241,9 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
 }
 
 /// Forwards the request head, the response head(s) and the body, as its framing delimits it;
-/// returns the final status.
+/// returns the final status, which is also stored in `answered` once its head went out.
+// Eight borrowed parts of one exchange; a struct for them would only be built to be taken apart.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     client: &TcpStream,
     upstream: &mut Metered<TcpStream>,
@@ -238,6 +252,7 @@ async fn exchange(
     pipe: &Pipe,
     conn: &Conn,
     counters: &Counters,
+    answered: &AtomicU16,
 ) -> Result<StatusCode, Failure> {
     let request = origin_form(head, target);
     upstream
@@ -261,6 +276,7 @@ async fn exchange(
             .await
             .map_err(|_| Failure::Client)?;
         if last {
+            answered.store(status.as_u16(), Ordering::Relaxed);
             break (status, framing);
         }
     };
