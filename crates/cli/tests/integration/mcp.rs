@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::serve::Server;
 use crate::warden;
 
 /// Environment variable naming a Python that has the `mcp` package.
@@ -216,17 +217,9 @@ fn assert_audited(events: &[Value], principal: &str) {
     assert_eq!(details["rule"], "address");
 }
 
+/// A `warden.toml` with a loopback listener and a data directory in `dir`.
 fn write_config(dir: &Path) -> PathBuf {
-    let path = dir.join("warden.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    path
+    crate::serve::write_config(dir, "")
 }
 
 #[test]
@@ -419,93 +412,19 @@ fn stdio_end_of_input_stops_and_records_the_running_sandbox() {
     crate::assert_recorded_as_cancelled(&events);
 }
 
-/// A `warden serve` child with its own data directory.
-struct Server {
-    child: Child,
-    base: String,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
+/// `warden keys create --scope SCOPES` against `server`'s store; returns (key, principal id).
+fn key_and_principal(server: &Server, scopes: &str) -> (String, String) {
+    let key = server.key(scopes, &[]);
+    let id = key
+        .strip_prefix("wdn_")
+        .and_then(|rest| rest.split('_').next())
+        .unwrap()
+        .to_string();
+    (key, format!("key:{id}"))
 }
 
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path());
-        let mut child = warden()
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        let base = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                panic!("warden serve exited before listening; stderr:\n{seen}");
-            };
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.trim().to_string();
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let server = Server {
-            child,
-            base,
-            config,
-            _dir: dir,
-        };
-        // Wait for the sandbox self-test (a wait, not a timing assertion).
-        for _ in 0..600 {
-            if http()
-                .get(format!("{}/readyz", server.base))
-                .send()
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server never became ready");
-    }
-
-    fn mcp_url(&self) -> String {
-        format!("{}/mcp", self.base)
-    }
-
-    /// `warden keys create --scope SCOPES`; returns (key, principal id).
-    fn key(&self, scopes: &str) -> (String, String) {
-        let out = warden()
-            .args([
-                "keys", "create", "--name", "mcp", "--scope", scopes, "--config",
-            ])
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let id = key
-            .strip_prefix("wdn_")
-            .and_then(|rest| rest.split('_').next())
-            .unwrap()
-            .to_string();
-        (key, format!("key:{id}"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn mcp_url(server: &Server) -> String {
+    server.url("/mcp")
 }
 
 fn http() -> reqwest::blocking::Client {
@@ -518,23 +437,23 @@ fn http() -> reqwest::blocking::Client {
 
 #[test]
 fn http_endpoint_serves_the_official_python_sdk_with_a_valid_key() {
-    let server = Server::start();
-    let (key, principal) = server.key("execute,fetch");
-    let report = sdk_client(&["http", &server.mcp_url(), &key]);
+    let server = Server::start("");
+    let (key, principal) = key_and_principal(&server, "execute,fetch");
+    let report = sdk_client(&["http", &mcp_url(&server), &key]);
     assert_full_session(&report);
     assert_audited(&audit_events(&server.config), &principal);
 }
 
 #[test]
 fn http_endpoint_refuses_missing_and_bad_keys() {
-    let server = Server::start();
-    let (key, _) = server.key("execute,fetch");
+    let server = Server::start("");
+    let (key, _) = key_and_principal(&server, "execute,fetch");
     let id = key.rsplit_once('_').unwrap().0;
     let bad = format!("{id}_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     for args in [
-        vec!["http", server.mcp_url().as_str()],
-        vec!["http", server.mcp_url().as_str(), bad.as_str()],
-        vec!["http", server.mcp_url().as_str(), "not-a-key"],
+        vec!["http", mcp_url(&server).as_str()],
+        vec!["http", mcp_url(&server).as_str(), bad.as_str()],
+        vec!["http", mcp_url(&server).as_str(), "not-a-key"],
     ] {
         let report = sdk_client(&args);
         assert!(report.get("tools").is_none(), "{report}");
@@ -550,7 +469,7 @@ fn http_endpoint_refuses_missing_and_bad_keys() {
         "clientInfo": {"name": "raw", "version": "0"}}});
     for token in [None, Some(bad.as_str())] {
         let mut request = http()
-            .post(server.mcp_url())
+            .post(mcp_url(&server))
             .header("accept", "application/json, text/event-stream")
             .json(&initialize);
         if let Some(token) = token {
@@ -577,10 +496,10 @@ fn http_endpoint_refuses_missing_and_bad_keys() {
 
 #[test]
 fn http_tool_calls_need_their_scope() {
-    let server = Server::start();
+    let server = Server::start("");
     // fetch only: every run_* call is refused, fetch_url reaches the egress policy.
-    let (fetch_key, fetch_principal) = server.key("fetch");
-    let report = sdk_client(&["http", &server.mcp_url(), &fetch_key]);
+    let (fetch_key, fetch_principal) = key_and_principal(&server, "fetch");
+    let report = sdk_client(&["http", &mcp_url(&server), &fetch_key]);
     for call in ["python", "loop", "command"] {
         let result = &report[call];
         assert_eq!(result["is_error"], true, "{call}: {result}");
@@ -595,8 +514,8 @@ fn http_tool_calls_need_their_scope() {
     assert_eq!(report["metadata"]["structured"]["rule"], "address");
 
     // execute only: fetch_url is refused before any policy decision; code runs.
-    let (exec_key, _) = server.key("execute");
-    let report = sdk_client(&["http", &server.mcp_url(), &exec_key]);
+    let (exec_key, _) = key_and_principal(&server, "execute");
+    let report = sdk_client(&["http", &mcp_url(&server), &exec_key]);
     let meta = &report["metadata"];
     assert_eq!(meta["is_error"], true);
     assert!(

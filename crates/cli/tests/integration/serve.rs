@@ -60,18 +60,18 @@ ZwIDAQAB
 const HS_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 /// A `warden serve` child process with its own data directory.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     dir: tempfile::TempDir,
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     stdout_log: PathBuf,
 }
 
 impl Server {
     /// Starts `warden serve` with `listen = 127.0.0.1:0`, a fresh data dir and `extra` TOML
     /// (which may use `{dir}` for the temp dir), and waits for its `listening on` line.
-    fn start(extra: &str) -> Server {
+    pub(crate) fn start(extra: &str) -> Server {
         Server::start_with(extra, &[])
     }
 
@@ -113,7 +113,7 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -131,7 +131,7 @@ impl Server {
     }
 
     /// `warden keys create` against this server's store.
-    fn key(&self, scopes: &str, extra: &[&str]) -> String {
+    pub(crate) fn key(&self, scopes: &str, extra: &[&str]) -> String {
         let out = warden()
             .args(["keys", "create", "--config"])
             .arg(&self.config)
@@ -217,7 +217,7 @@ impl Drop for Server {
     }
 }
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("warden.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}",
