@@ -93,7 +93,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -189,7 +189,8 @@ pub struct ConnectionLog {
     /// Why it was denied or failed, one line.
     pub reason: Option<String>,
     /// The rule: a [`Denial::rule`] name, or `bad_request`, `connect`, `connect_timeout`,
-    /// `upstream`, `over_capacity`, `client` (the client went away), `no_answer`.
+    /// `upstream`, `over_capacity`, `client` (the client went away), `no_answer` (nothing was
+    /// answered), `cut` (the answer stopped after its head).
     pub rule: Option<String>,
     /// The status the proxy answered (for a forwarded request, the destination's status), or
     /// [`NO_ANSWER_STATUS`] when no answer went out.
@@ -832,7 +833,8 @@ impl LogGuard {
                 decision: Decision::Error,
                 reason: None,
                 rule: None,
-                status: NO_ANSWER_STATUS,
+                // 0 until an answer is recorded (see Drop).
+                status: 0,
                 bytes_up: 0,
                 bytes_down: 0,
                 duration_ms: 0.0,
@@ -884,14 +886,37 @@ impl LogGuard {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         let mut entry = self.entry.clone();
-        if entry.status == NO_ANSWER_STATUS && entry.rule.is_none() {
-            // Dropped unanswered: hyper dropped the request when its connection ended.
-            entry.rule = Some("no_answer".into());
-            entry.reason = Some(
-                "the exchange ended before an answer went out: the client went away, the \
-                 destination stayed silent past the idle timeout, or the proxy stopped"
-                    .into(),
-            );
+        if entry.status == 0 {
+            // Dropped with nothing recorded: the connection ended (or the proxy stopped) in
+            // the middle of the exchange.
+            let answered = self
+                .counters
+                .as_ref()
+                .map_or(0, |c| c.answered.load(Ordering::Relaxed));
+            let (status, rule, reason) = if answered == 0 {
+                (
+                    NO_ANSWER_STATUS,
+                    "no_answer",
+                    "the exchange ended before an answer went out: the client went away, the \
+                     destination stayed silent past the idle timeout, or the proxy stopped",
+                )
+            } else {
+                (
+                    answered,
+                    "cut",
+                    "the answer was cut after its head: the destination stayed silent past the \
+                     idle timeout, or the proxy stopped",
+                )
+            };
+            entry.status = status;
+            if entry.rule.is_none() {
+                if answered != 0 {
+                    // A cut answer failed, as a truncated one does.
+                    entry.decision = Decision::Error;
+                }
+                entry.rule = Some(rule.into());
+                entry.reason = Some(reason.into());
+            }
         }
         entry.duration_ms = self.start.elapsed().as_secs_f64() * 1e3;
         if let Some(counters) = &self.counters {
@@ -975,6 +1000,9 @@ impl Activity {
 struct Counters {
     read: AtomicU64,
     written: AtomicU64,
+    /// The final status once its head went out to the client (0 before), where the exchange
+    /// knows it apart from the log entry (the fast path).
+    answered: AtomicU16,
 }
 
 /// A stream that records activity and, optionally, counts bytes.

@@ -667,6 +667,26 @@ async fn a_body_cut_by_the_idle_timeout_resets_the_client_connection() {
         "{}",
         String::from_utf8_lossy(&got)
     );
+    // Logged with the status that went out, as cut.
+    let line = proxy.log_for("GET", "127.0.0.1").await;
+    assert_eq!(
+        (line.status, line.decision, line.rule.as_deref()),
+        (200, Decision::Error, Some("cut")),
+        "{line:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_destination_answering_499_is_logged_as_an_answer() {
+    // 499 also marks "no answer" in the log; a real one must not look like that.
+    let answer = b"HTTP/1.1 499 Client Closed Request\r\nContent-Length: 0\r\n\r\n";
+    let (got, _, line) = through("GET", "/", answer).await;
+    assert!(text(&got).starts_with("HTTP/1.1 499"), "{}", text(&got));
+    assert_eq!(
+        (line.status, line.decision, line.rule.as_deref()),
+        (499, Decision::Allow, None),
+        "{line:?}"
+    );
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@
 //!    ends the exchange (as on the hyper path).
 
 use std::io;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,10 +139,8 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
         return First::Done;
     }
     let client: &TcpStream = client;
-    // The final status once its head went out to the client (0 before).
-    let answered = AtomicU16::new(0);
     let result = tokio::select! {
-        result = exchange(client, &mut upstream, &head, &target, &pipe, conn, &counters, &answered) => result,
+        result = exchange(client, &mut upstream, &head, &target, &pipe, conn, &counters) => result,
         // A client that closes its side is gone (hyper's path treats it so too).
         () = client_gone(client) => Err(Failure::Client),
     };
@@ -165,7 +163,7 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
             return First::Done;
         }
         Err(Failure::Client) => {
-            let (status, reason) = match answered.load(Ordering::Relaxed) {
+            let (status, reason) = match counters.answered.load(Ordering::Relaxed) {
                 0 => (
                     super::NO_ANSWER_STATUS,
                     "the client went away before the answer",
@@ -241,9 +239,8 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
 }
 
 /// Forwards the request head, the response head(s) and the body, as its framing delimits it;
-/// returns the final status, which is also stored in `answered` once its head went out.
-// Eight borrowed parts of one exchange; a struct for them would only be built to be taken apart.
-#[allow(clippy::too_many_arguments)]
+/// returns the final status, which is also stored in `counters.answered` once its head went
+/// out.
 async fn exchange(
     client: &TcpStream,
     upstream: &mut Metered<TcpStream>,
@@ -252,7 +249,6 @@ async fn exchange(
     pipe: &Pipe,
     conn: &Conn,
     counters: &Counters,
-    answered: &AtomicU16,
 ) -> Result<StatusCode, Failure> {
     let request = origin_form(head, target);
     upstream
@@ -276,7 +272,7 @@ async fn exchange(
             .await
             .map_err(|_| Failure::Client)?;
         if last {
-            answered.store(status.as_u16(), Ordering::Relaxed);
+            counters.answered.store(status.as_u16(), Ordering::Relaxed);
             break (status, framing);
         }
     };
