@@ -485,7 +485,15 @@ impl Run {
         .map_err(spawn_error)?;
         drop((child_end, stdin_read, stdout_write, stderr_write));
         // Not yet waited for, so the pid cannot have been reused.
-        let stage1_pidfd = sys::pidfd_open(stage1_pid).map_err(sys_err("pidfd_open"))?;
+        let stage1_pidfd = match sys::pidfd_open(stage1_pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Still our unreaped child: kill and reap it rather than leave it waiting.
+                let _ = sys::kill(stage1_pid, libc::SIGKILL);
+                let _ = sys::wait4(stage1_pid, 0);
+                return Err(sys_err("pidfd_open")(e));
+            }
+        };
         // The config goes out first, so stage 1 can start on it while the output threads are
         // being started (each costs a clone and a stack); a failure is handled by the
         // handshake below, which also kills stage 1.
