@@ -876,6 +876,26 @@ impl LogGuard {
         response
     }
 
+    /// The final status once its head went out to the client, where the exchange keeps it in
+    /// [`Counters::answered`] (the fast path); 0 before, or elsewhere.
+    fn answered(&self) -> u16 {
+        self.counters
+            .as_ref()
+            .map_or(0, |c| c.answered.load(Ordering::Relaxed))
+    }
+
+    /// Records that the client went away: with the status that went out, or
+    /// [`NO_ANSWER_STATUS`] before any.
+    fn client_left(&mut self) {
+        let (status, reason) = match self.answered() {
+            0 => (NO_ANSWER_STATUS, "the client went away before the answer"),
+            status => (status, "the client went away before the whole answer"),
+        };
+        self.entry.status = status;
+        self.entry.rule = Some("client".into());
+        self.entry.reason = Some(reason.into());
+    }
+
     fn record(&mut self, status: StatusCode, rule: &str, reason: &str) {
         self.entry.status = status.as_u16();
         self.entry.rule = Some(rule.to_string());
@@ -887,36 +907,31 @@ impl Drop for LogGuard {
     fn drop(&mut self) {
         let mut entry = self.entry.clone();
         if entry.status == 0 {
-            // Dropped with nothing recorded: the connection ended (or the proxy stopped) in
-            // the middle of the exchange.
-            let answered = self
-                .counters
-                .as_ref()
-                .map_or(0, |c| c.answered.load(Ordering::Relaxed));
-            let (status, rule, reason) = if answered == 0 {
-                (
-                    NO_ANSWER_STATUS,
-                    "no_answer",
-                    "the exchange ended before an answer went out: the client went away, the \
-                     destination stayed silent past the idle timeout, or the proxy stopped",
-                )
-            } else {
-                (
-                    answered,
-                    "cut",
-                    "the answer was cut after its head: the destination stayed silent past the \
-                     idle timeout, or the proxy stopped",
-                )
-            };
-            entry.status = status;
-            if entry.rule.is_none() {
-                if answered != 0 {
+            // Dropped with nothing recorded (every record sets a status): the connection
+            // ended, or the proxy stopped, in the middle of the exchange.
+            let (rule, reason) = match self.answered() {
+                0 => {
+                    entry.status = NO_ANSWER_STATUS;
+                    (
+                        "no_answer",
+                        "the exchange ended before an answer went out: the client went away, \
+                         the destination stayed silent past the idle timeout, or the proxy \
+                         stopped",
+                    )
+                }
+                answered => {
+                    entry.status = answered;
                     // A cut answer failed, as a truncated one does.
                     entry.decision = Decision::Error;
+                    (
+                        "cut",
+                        "the answer was cut after its head: the destination stayed silent past \
+                         the idle timeout, or the proxy stopped",
+                    )
                 }
-                entry.rule = Some(rule.into());
-                entry.reason = Some(reason.into());
-            }
+            };
+            entry.rule = Some(rule.into());
+            entry.reason = Some(reason.into());
         }
         entry.duration_ms = self.start.elapsed().as_secs_f64() * 1e3;
         if let Some(counters) = &self.counters {

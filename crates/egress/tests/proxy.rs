@@ -507,6 +507,15 @@ async fn bodyless_requests_are_forwarded_once_with_interim_and_chunked_answers_i
     assert_eq!(proxy.logs.lock().unwrap().len(), 1);
 }
 
+/// Connects to the proxy and sends a bodyless `method` request for `target` on the loopback
+/// destination at `port`.
+async fn send_bodyless(proxy: SocketAddr, method: &str, port: u16, target: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    let head = format!("{method} http://127.0.0.1:{port}{target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
 /// Sends one `method` request for `target` (a path and query on the scripted destination)
 /// through a fresh proxy to a destination that answers `answer`; returns what the client read
 /// (or how reading failed), what the destination received, and the log line.
@@ -517,17 +526,7 @@ async fn through(
 ) -> (std::io::Result<Vec<u8>>, String, ConnectionLog) {
     let (addr, seen) = scripted_server(answer.to_vec()).await;
     let proxy = lab_proxy(addr.port()).await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "{method} http://127.0.0.1:{}{target} HTTP/1.1\r\nHost: x\r\n\r\n",
-                addr.port()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut stream = send_bodyless(proxy.addr, method, addr.port(), target).await;
     let mut got = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
         .await
@@ -646,17 +645,7 @@ async fn a_body_cut_by_the_idle_timeout_resets_the_client_connection() {
     let mut config = ProxyConfig::new(lab_policy(&[addr.port()]), lab_resolver());
     config.idle_timeout = Duration::from_millis(300);
     let proxy = Proxy::start(config).await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "GET http://127.0.0.1:{}/ HTTP/1.1\r\nHost: x\r\n\r\n",
-                addr.port()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut stream = send_bodyless(proxy.addr, "GET", addr.port(), "/").await;
     let mut got = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
         .await

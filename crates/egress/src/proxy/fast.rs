@@ -131,11 +131,7 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
     // The head is in the socket's receive queue (it was peeked): take it off.
     let mut consumed = vec![0u8; head.len];
     if client.read_exact(&mut consumed).await.is_err() {
-        guard.record(
-            StatusCode::from_u16(super::NO_ANSWER_STATUS).unwrap_or(StatusCode::BAD_REQUEST),
-            "client",
-            "the client went away before the answer",
-        );
+        guard.client_left();
         return First::Done;
     }
     let client: &TcpStream = client;
@@ -163,18 +159,7 @@ pub(super) async fn first_request(client: &mut TcpStream, conn: &Arc<Conn>) -> F
             return First::Done;
         }
         Err(Failure::Client) => {
-            let (status, reason) = match counters.answered.load(Ordering::Relaxed) {
-                0 => (
-                    super::NO_ANSWER_STATUS,
-                    "the client went away before the answer",
-                ),
-                status => (status, "the client went away before the whole answer"),
-            };
-            guard.record(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                "client",
-                reason,
-            );
+            guard.client_left();
             // No half-close: it would end the body cleanly; closing resets.
             return First::Done;
         }
