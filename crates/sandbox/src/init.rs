@@ -61,14 +61,24 @@ const ETC_ENTRIES: &[&str] = &[
 /// Host device nodes bind-mounted into the sandbox's `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 
-/// `/proc` files hidden behind `/dev/null` (as container runtimes do).
+/// `/proc` files hidden behind `/dev/null`: container runtimes' list (runc's default
+/// `maskedPaths`), plus the host's kernel command line and build configuration, which say
+/// more about the host than a program needs.
 const PROC_MASKED: &[&str] = &[
     "kcore",
     "keys",
     "timer_list",
+    "timer_stats",
+    "latency_stats",
     "sched_debug",
     "sysrq-trigger",
+    "cmdline",
+    "config.gz",
 ];
+
+/// `/proc` directories hidden under an empty read-only tmpfs (runc's default `maskedPaths`):
+/// host hardware details.
+const PROC_MASKED_DIRS: &[&str] = &["acpi", "asound", "scsi"];
 
 /// `/proc` directories made read-only.
 const PROC_READ_ONLY: &[&str] = &["sys", "bus", "fs", "irq"];
@@ -132,7 +142,8 @@ fn failure(step: impl Into<String>, what: &str) -> StepError {
 }
 
 /// Entry point of init mode; never returns. Call it first thing in `main` when
-/// `std::env::args().nth(1) == Some(INIT_ARG)`.
+/// `std::env::args().nth(1) == Some(INIT_ARG)`; the supervisor passes its pid as the next
+/// argument.
 pub fn main() -> ! {
     // Before anything else: a group signal meant for the supervisor may be pending (see
     // `sys::GROUP_SIGNALS`); drop it, then run with nothing blocked.
@@ -145,7 +156,14 @@ pub fn main() -> ! {
         Err(_) => sys::exit_now(125),
     };
 
-    let code = match stage1(&control) {
+    // The supervisor's pid, which it passes after INIT_ARG: the parent to watch.
+    let supervisor = std::env::args_os()
+        .nth(2)
+        .and_then(|a| a.to_str()?.parse::<u32>().ok());
+    let code = match supervisor
+        .ok_or_else(|| failure("start", "no supervisor pid after the init argument"))
+        .and_then(|supervisor| stage1(&control, supervisor))
+    {
         Ok(code) => code,
         Err(e) => {
             report_failure(&control, &e);
@@ -172,10 +190,11 @@ fn report_failure(control: &OwnedFd, e: &StepError) {
     let _ = proto::send(control, &msg, &[]);
 }
 
-/// Stage 1: namespaces, id maps, fork PID 1, wait for it.
-fn stage1(control: &OwnedFd) -> Step<i32> {
+/// Stage 1: namespaces, id maps, fork PID 1, wait for it. `supervisor` is the pid of the
+/// process that spawned us.
+fn stage1(control: &OwnedFd, supervisor: u32) -> Step<i32> {
     // If the supervisor dies, so do we (and PID 1 follows us, and the namespace follows it).
-    arm_parent_death_signal()?;
+    arm_parent_death_signal(supervisor)?;
     let mut rx = Receiver::new();
     let cfg = match rx.recv(control).step("receive config")? {
         Some(Msg::Config(cfg)) => *cfg,
@@ -191,7 +210,7 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
         // must never be able to exhaust host root's.
         sys::set_ids(cfg.host_uid, cfg.host_uid).step("drop to the sandbox's host uid")?;
         // A credential change clears the parent-death signal (prctl(2)).
-        arm_parent_death_signal()?;
+        arm_parent_death_signal(supervisor)?;
     }
 
     // Namespaces first (DESIGN: layer order). With CLONE_NEWUSER in the same call the kernel
@@ -220,7 +239,7 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
         // namespace's capabilities, which PID 1 needs for its mounts.
         sys::set_ids(0, 0).step("become namespace root")?;
         sys::clear_groups().step("clear supplementary groups")?;
-        arm_parent_death_signal()?;
+        arm_parent_death_signal(supervisor)?;
     }
     // Now inside the execution's cgroup: make it the root of a new cgroup namespace.
     sys::unshare(libc::CLONE_NEWCGROUP).step("unshare cgroup namespace")?;
@@ -251,12 +270,14 @@ fn stage1(control: &OwnedFd) -> Step<i32> {
     }
 }
 
-/// Makes the kernel SIGKILL us when our parent dies, and fails if it already has. Re-armed
+/// Makes the kernel SIGKILL us when our parent dies, and fails if it already has: the parent
+/// is no longer `supervisor` (we were reparented to a reaper). Comparing with the supervisor's
+/// pid, not with 1, keeps a supervisor that is itself PID 1 of its container working. Re-armed
 /// after every credential change, which clears it.
-fn arm_parent_death_signal() -> Step {
+fn arm_parent_death_signal(supervisor: u32) -> Step {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
         .step("set parent-death signal")?;
-    if std::os::unix::process::parent_id() == 1 {
+    if std::os::unix::process::parent_id() != supervisor {
         return Err(failure("start", "parent is gone"));
     }
     Ok(())
@@ -546,6 +567,19 @@ fn build_root(cfg: &InitConfig) -> Step {
                 None,
             )
             .step(format!("mask /proc/{file}"))?;
+        }
+    }
+    for dir in PROC_MASKED_DIRS {
+        let path = format!("{proc_dir}/{dir}");
+        if Path::new(&path).is_dir() {
+            sys::mount(
+                Some("tmpfs"),
+                &path,
+                Some("tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some("size=4k,mode=0555"),
+            )
+            .step(format!("mask /proc/{dir}"))?;
         }
     }
     Ok(())

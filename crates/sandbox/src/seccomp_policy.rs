@@ -97,6 +97,14 @@ const SOCKET_ALTERNATIVES: &[&[ArgCmp]] = &[
 /// which only change what `uname` reports; they are left out until something needs them.
 /// ADDR_NO_RANDOMIZE (0x40000), READ_IMPLIES_EXEC and the other flags that weaken the process
 /// stay denied.
+/// `MAP_HUGETLB` (mmap(2)), `MFD_HUGETLB` (memfd_create(2)) and `SHM_HUGETLB` (shmget(2)):
+/// hugetlb pages come from the host's reserved pool (`vm.nr_hugepages`) and are not charged to
+/// a v1 memory cgroup, so a sandbox limited to 16 MiB could hold the whole pool (measured: 128
+/// MiB) and leave the host's databases or DPDK without it. The mask tests the flag bit only.
+const MAP_HUGETLB: u64 = libc::MAP_HUGETLB as u64;
+const MFD_HUGETLB: u64 = libc::MFD_HUGETLB as u64;
+const SHM_HUGETLB: u64 = libc::SHM_HUGETLB as u64;
+
 const PERSONALITY_ALTERNATIVES: &[&[ArgCmp]] = &[
     &[ArgCmp::eq(0, 0x0)],
     &[ArgCmp::eq(0, 0x8)],
@@ -235,7 +243,11 @@ pub static ALLOWED: &[SyscallRule] = &[
 
     // --- Memory --------------------------------------------------------------------------
     any("brk", "heap"),
-    any("mmap", "memory mappings (allocators, loader, shared memory)"),
+    SyscallRule {
+        name: "mmap",
+        why: "memory mappings (allocators, loader, shared memory); not MAP_HUGETLB, whose pages escape the memory cgroup",
+        args: ArgRule::Only(&[&[ArgCmp::masked_eq(3, MAP_HUGETLB, 0)]]),
+    },
     any("munmap", "memory mappings"),
     any("mremap", "memory mappings (realloc of large blocks)"),
     any("mprotect", "loader and JITs (V8) change page protections"),
@@ -248,7 +260,11 @@ pub static ALLOWED: &[SyscallRule] = &[
     any("mlockall", "bounded by RLIMIT_MEMLOCK and the memory cgroup"),
     any("munlockall", "undo mlockall"),
     any("membarrier", "process-wide memory barriers (V8, userspace RCU)"),
-    any("memfd_create", "anonymous files (V8, Python os.memfd_create, multiprocessing on some setups)"),
+    SyscallRule {
+        name: "memfd_create",
+        why: "anonymous files (V8, Python os.memfd_create, multiprocessing on some setups); not MFD_HUGETLB (see mmap)",
+        args: ArgRule::Only(&[&[ArgCmp::masked_eq(1, MFD_HUGETLB, 0)]]),
+    },
     any("pkey_alloc", "memory protection keys for the caller's own pages (V8 uses them when the CPU has PKU)"),
     any("pkey_free", "memory protection keys"),
     any("pkey_mprotect", "memory protection keys"),
@@ -328,20 +344,32 @@ pub static ALLOWED: &[SyscallRule] = &[
     any("copy_file_range", "in-kernel file copies (coreutils cp, Python shutil)"),
     any("fsync", "durability"),
     any("fdatasync", "durability"),
-    any("sync", "flushes caches; costs I/O only, bounded by the tmpfs sizes"),
-    any("syncfs", "flushes one file system"),
+    SyscallRule {
+        name: "sync",
+        why: "a no-op that succeeds (ERRNO 0, the kernel never runs the call): sync(2) writes back every file system of the host and sleeps uninterruptibly meanwhile, past the wall-clock timeout (measured: 1.5 s against a 0.3 s limit with 1.5 GB dirty); the sandbox's own writes are on tmpfs, where it means nothing",
+        args: ArgRule::Errno(0),
+    },
+    SyscallRule {
+        name: "syncfs",
+        why: "a no-op that succeeds, as sync: on the read-only /usr bind it flushes the host's root file system",
+        args: ArgRule::Errno(0),
+    },
     any("sync_file_range", "durability hints"),
     any("fallocate", "preallocation; bounded by the tmpfs sizes"),
     any("ftruncate", "file size changes"),
     any("truncate", "file size changes"),
     any("fadvise64", "readahead hints"),
     any("readahead", "readahead hints"),
-    any("io_setup", "Linux native AIO (libaio users); not io_uring"),
-    any("io_destroy", "Linux native AIO"),
-    any("io_submit", "Linux native AIO"),
-    any("io_cancel", "Linux native AIO"),
-    any("io_getevents", "Linux native AIO"),
-    any("io_pgetevents", "Linux native AIO"),
+    SyscallRule {
+        name: "io_setup",
+        why: "ENOSYS (not counted), as for clone3: AIO contexts are bounded only by the host-wide fs.aio-max-nr, which one sandbox could use up for every host AIO user (databases, QEMU); libaio users fall back to threads",
+        args: ArgRule::Errno(libc::ENOSYS),
+    },
+    any("io_destroy", "Linux native AIO; without io_setup there is no context to use (EINVAL)"),
+    any("io_submit", "Linux native AIO; without io_setup there is no context to use (EINVAL)"),
+    any("io_cancel", "Linux native AIO; without io_setup there is no context to use (EINVAL)"),
+    any("io_getevents", "Linux native AIO; without io_setup there is no context to use (EINVAL)"),
+    any("io_pgetevents", "Linux native AIO; without io_setup there is no context to use (EINVAL)"),
 
     // --- File system metadata ------------------------------------------------------------
     any("stat", "metadata"),
@@ -420,7 +448,11 @@ pub static ALLOWED: &[SyscallRule] = &[
     any("shutdown", "socket half-close"),
 
     // --- IPC (confined by the sandbox's IPC namespace) -----------------------------------
-    any("shmget", "System V shared memory, private to the IPC namespace"),
+    SyscallRule {
+        name: "shmget",
+        why: "System V shared memory, private to the IPC namespace; not SHM_HUGETLB (see mmap)",
+        args: ArgRule::Only(&[&[ArgCmp::masked_eq(2, SHM_HUGETLB, 0)]]),
+    },
     any("shmat", "System V shared memory, private to the IPC namespace"),
     any("shmdt", "System V shared memory, private to the IPC namespace"),
     any("shmctl", "System V shared memory, private to the IPC namespace"),

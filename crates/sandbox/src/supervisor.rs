@@ -41,6 +41,9 @@ pub const MAX_INPUT_BYTES: u64 = 128 << 20;
 /// Warden's own processes inside an execution's cgroup: stage 1 and the sandbox's PID 1.
 const INIT_PROCESSES: u64 = 2;
 
+/// argv\[0\] of the init (stage 1 and PID 1), instead of the binary's host path.
+const INIT_ARGV0: &std::ffi::CStr = c"warden-init";
+
 /// How often the supervisor checks the cancel flag while it waits, in milliseconds.
 const CANCEL_POLL_MS: i32 = 50;
 
@@ -468,13 +471,17 @@ impl Run {
             .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
         let arg = std::ffi::CString::new(INIT_ARG)
             .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        // Stage 1 checks that its parent is still this process (see `init::main`).
+        let parent = std::ffi::CString::new(std::process::id().to_string())
+            .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
         // Control socket at fd 3, an empty environment, and a new session: no controlling
         // terminal reaches the sandbox, and a terminal's Ctrl-C (or `timeout`) signals only
         // warden's own process group, so the supervisor, not the half-built sandbox, decides
-        // how to tear down.
+        // how to tear down. argv[0] is a fixed name: PID 1's `/proc/1/cmdline` is readable in
+        // the sandbox and must not show where the binary lives on the host.
         let stage1_pid = sys::spawn_init(
             &exe,
-            &arg,
+            &[INIT_ARGV0, &arg, &parent],
             [
                 stdin_read.as_fd(),
                 stdout_write.as_fd(),

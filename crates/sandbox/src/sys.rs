@@ -583,7 +583,7 @@ fn empty_sigset() -> libc::sigset_t {
     }
 }
 
-/// Starts `path` with the arguments `[path, arg]`, an empty environment, `fds[i]` as its fd
+/// Starts `path` with the arguments `argv` (argv\[0\] first), an empty environment, `fds[i]` as its fd
 /// `i` (stdin, stdout, stderr, the control socket at 3), in a new session (`setsid`), with
 /// every signal at its default disposition and only [`GROUP_SIGNALS`] blocked; returns its
 /// pid.
@@ -597,7 +597,11 @@ fn empty_sigset() -> libc::sigset_t {
 ///
 /// `fcntl(F_DUPFD_CLOEXEC)` failing (out of file descriptors), or the error `posix_spawn`
 /// returns, which includes `execve`'s (`ENOENT`, `EACCES`, ...).
-pub fn spawn_init(path: &CStr, arg: &CStr, fds: [BorrowedFd<'_>; 4]) -> io::Result<libc::pid_t> {
+pub fn spawn_init(
+    path: &CStr,
+    argv: &[&CStr],
+    fds: [BorrowedFd<'_>; 4],
+) -> io::Result<libc::pid_t> {
     // Fresh close-on-exec copies above the target range: a source that already is one of
     // 0..=3 can then never be overwritten by an earlier dup2 before its own dup2 runs.
     let mut high = Vec::with_capacity(fds.len());
@@ -607,7 +611,11 @@ pub fn spawn_init(path: &CStr, arg: &CStr, fds: [BorrowedFd<'_>; 4]) -> io::Resu
         // SAFETY: `dup` was just returned by fcntl and is owned by nobody else.
         high.push(unsafe { OwnedFd::from_raw_fd(dup as RawFd) });
     }
-    let argv = [path.as_ptr(), arg.as_ptr(), ptr::null()];
+    let argv: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain([ptr::null()])
+        .collect();
     let envp: [*const libc::c_char; 1] = [ptr::null()];
     // SAFETY: the attribute and file-action objects are initialised before use and destroyed
     // on every path; argv and envp are NULL-terminated arrays of NUL-terminated strings that
@@ -726,9 +734,10 @@ mod tests {
         let (_control_read, control_write) = pipe().unwrap();
         let inode = rustix::fs::fstat(&control_write).unwrap().st_ino;
         let old = block_signals(&[libc::SIGUSR1]).unwrap();
+        let program = CString::new(program).unwrap();
         let pid = spawn_init(
-            &CString::new(program).unwrap(),
-            &CString::new(arg).unwrap(),
+            &program,
+            &[&program, &CString::new(arg).unwrap()],
             [
                 stdin_read.as_fd(),
                 stdout_write.as_fd(),
@@ -795,7 +804,7 @@ mod tests {
         let missing = CString::new("/nonexistent-warden-init").unwrap();
         let err = spawn_init(
             &missing,
-            &missing,
+            &[&missing],
             [a.as_fd(), b.as_fd(), b.as_fd(), b.as_fd()],
         )
         .unwrap_err();

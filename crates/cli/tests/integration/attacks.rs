@@ -67,12 +67,29 @@ fn cannot_write_proc_sys() {
 
 #[test]
 fn kernel_memory_files_are_masked() {
-    // Whichever of these the kernel has must read as empty (bind-mounted /dev/null).
-    let r = sh(&[], "for f in kcore keys timer_list sched_debug sysrq-trigger; do [ -e /proc/$f ] && echo $f $(head -c 64 /proc/$f | wc -c); done; true");
+    // Whichever of these the kernel has must read as empty (bind-mounted /dev/null), and the
+    // hardware directories must list nothing (an empty tmpfs). The review of session 5 read
+    // the host's kernel command line through /proc/cmdline.
+    let r = sh(&[], "for f in kcore keys timer_list timer_stats latency_stats sched_debug sysrq-trigger cmdline config.gz; do [ -e /proc/$f ] && echo $f $(head -c 64 /proc/$f | wc -c); done; for d in acpi asound scsi; do [ -d /proc/$d ] && echo $d $(ls -A /proc/$d | wc -l); done; true");
     assert!(r.stdout().contains("keys 0"), "{}", r.stdout());
+    assert!(r.stdout().contains("cmdline 0"), "{}", r.stdout());
     for line in r.stdout().lines() {
         assert!(line.ends_with(" 0"), "not masked: {line}");
     }
+    let host_acpi = std::fs::read_dir("/proc/acpi").map_or(0, |d| d.count());
+    if host_acpi > 0 {
+        assert!(r.stdout().contains("acpi 0"), "{}", r.stdout());
+    }
+}
+
+/// Review (session 5): PID 1's command line, readable by the program, showed the warden
+/// binary's path on the host.
+#[test]
+fn init_command_line_does_not_show_the_host_binary_path() {
+    let r = sh(&[], "tr '\\0' ' ' < /proc/1/cmdline");
+    let exe = env!("CARGO_BIN_EXE_warden");
+    assert!(r.stdout().starts_with("warden-init "), "{}", r.stdout());
+    assert!(!r.stdout().contains(exe), "{}", r.stdout());
 }
 
 #[test]
@@ -412,6 +429,98 @@ fn raw_sockets_are_denied() {
     let r = python(&[], code);
     assert_eq!(r.stdout().matches("denied 1").count(), 3, "{}", r.stdout());
     assert!(r.violations("socket") >= 3, "{}", r.outcome);
+}
+
+/// Review (session 5): hugetlb pages are not charged to a v1 memory cgroup, so a sandbox with
+/// `--memory 16M` held the host's whole hugepage pool. Each way of asking for them must fail
+/// with EPERM and be counted, whether or not this host has reserved any (without the rule, the
+/// memfd succeeds and the mappings fail with ENOMEM, not EPERM).
+#[test]
+fn hugetlb_pages_are_denied() {
+    let code = "import ctypes, mmap, os\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.mmap.restype = ctypes.c_void_p\nlibc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]\nr = libc.mmap(None, 2 << 20, 3, 0x22 | 0x40000, -1, 0)\nprint('mmap', r == ctypes.c_void_p(-1).value, ctypes.get_errno())\nr = libc.memfd_create(b'h', 4)\nprint('memfd', r, ctypes.get_errno())\nr = libc.shmget(0, 2 << 20, 0o1000 | 0o600 | 0o4000)\nprint('shmget', r, ctypes.get_errno())\nm = mmap.mmap(-1, 1 << 20)\nm[0] = 1\nfd = os.memfd_create('plain')\nprint('plain ok', fd > 2)";
+    let r = python(&[], code);
+    assert_eq!(
+        r.stdout(),
+        "mmap True 1\nmemfd -1 1\nshmget -1 1\nplain ok True\n",
+        "{}",
+        r.stderr()
+    );
+    for name in ["mmap", "memfd_create", "shmget"] {
+        assert_eq!(r.violations(name), 1, "{name}: {}", r.outcome);
+    }
+}
+
+/// Review (session 5): native AIO contexts are limited only by the host-wide `fs.aio-max-nr`;
+/// a sandbox that took them all left the host's AIO users with EAGAIN. `io_setup` answers
+/// ENOSYS (libaio users fall back), uncounted, as `clone3` does.
+#[test]
+fn native_aio_contexts_cannot_be_created() {
+    let code = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nctx = ctypes.c_ulong(0)\nr = libc.syscall(206, 4096, ctypes.byref(ctx))\nprint(r, ctypes.get_errno(), ctx.value)";
+    let r = python(&[], code);
+    assert_eq!(r.stdout().trim(), "-1 38 0", "{}", r.stderr());
+    r.assert_no_violations();
+}
+
+/// Review (session 5): `sync` and `syncfs` wrote back every host file system (`syncfs` on the
+/// read-only `/usr` bind flushes the host's root) in uninterruptible sleep, past the timeout.
+/// They are answered 0 by the filter: the program sees success and the kernel never runs them,
+/// so a host file's dirty pages are still dirty afterwards (cachestat(2)). Without the rule the
+/// sandbox's `sync` wrote them back.
+#[test]
+fn sync_and_syncfs_succeed_without_flushing_the_host() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut file = std::fs::File::create(dir.path().join("dirty")).unwrap();
+    std::io::Write::write_all(&mut file, &vec![7u8; 1 << 20]).unwrap();
+    let Some(before) = dirty_pages(&file) else {
+        panic!("cachestat(2) is missing (Linux 6.5+): cannot tell whether the host was flushed");
+    };
+    assert!(before > 0, "the host file should start dirty");
+    let code = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nos.sync()\nfd = os.open('/usr', os.O_RDONLY)\nprint(libc.syncfs(fd), libc.syscall(162))";
+    let r = python(&[], code);
+    assert_eq!(r.stdout().trim(), "0 0", "{}", r.stderr());
+    r.assert_no_violations();
+    // Periodic writeback only takes pages dirty for 30 s (vm.dirty_expire_centisecs).
+    let after = dirty_pages(&file);
+    assert!(
+        after.is_some_and(|n| n > 0),
+        "the sandbox flushed the host's file: {before} dirty pages before, {after:?} after"
+    );
+}
+
+/// Pages of `file` dirty in the host's page cache, from cachestat(2) (Linux 6.5+, syscall 451
+/// on every architecture); `None` when the kernel lacks the call.
+fn dirty_pages(file: &std::fs::File) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    /// `struct cachestat_range`: the whole file when `len` is 0.
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    /// `struct cachestat`, in pages.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    let range = Range { off: 0, len: 0 };
+    let mut stat = Stat::default();
+    // SAFETY: cachestat(2) reads `range` and writes `stat`, both live, correctly laid out
+    // `repr(C)` values, and only queries the page cache of an fd we own.
+    let r = unsafe {
+        libc::syscall(
+            451,
+            file.as_raw_fd(),
+            &range as *const Range,
+            &mut stat as *mut Stat,
+            0,
+        )
+    };
+    (r == 0).then_some(stat.nr_dirty)
 }
 
 /// Calls syscall `nr` with zero arguments through ctypes; prints `ret errno`.

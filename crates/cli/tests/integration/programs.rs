@@ -150,3 +150,25 @@ fn program_starts_with_no_blocked_or_ignored_signal() {
     assert_eq!(field("SigIgn:"), "0000000000000000", "{}", r.stdout());
     r.assert_no_violations();
 }
+
+/// Review (session 5): the init took a parent pid of 1 for "the supervisor is gone", so every
+/// run failed (exit 125, "parent is gone") when warden itself was PID 1 of its PID namespace,
+/// as it is as a container's entrypoint. It now compares with the supervisor's own pid.
+#[test]
+fn runs_when_warden_is_pid_1_of_its_namespace() {
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_warden"))
+        .args(["run", "--no-stdin", "--", "sh", "-c", "echo hello"])
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "hello\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
