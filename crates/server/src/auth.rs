@@ -355,7 +355,18 @@ impl JwtVerifier {
             keys.push((Some(kid.clone()), key));
         }
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp"]);
+        // jsonwebtoken checks `iss` and `aud` only when the token has them: a configured issuer
+        // or audience must also be a required claim, or a token that leaves it out (one minted
+        // for another service by the same key) is accepted (RFC 7519 sections 4.1.1 and 4.1.3
+        // leave this to the application).
+        let mut required = vec!["exp"];
+        if config.jwt_issuer.is_some() {
+            required.push("iss");
+        }
+        if config.jwt_audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = config.jwt_leeway_s;
@@ -696,6 +707,20 @@ mod tests {
             Reason::BadClaims
         );
         assert_eq!(reason(v.verify(&with("sub", json!("")))), Reason::BadClaims);
+        // Review (session 5): a token that leaves a configured claim out was accepted.
+        for claim in ["iss", "aud"] {
+            let mut without = good.clone();
+            without.as_object_mut().unwrap().remove(claim);
+            assert_eq!(
+                reason(v.verify(&hs_token(without))),
+                Reason::BadClaims,
+                "a token without {claim} must be refused"
+            );
+        }
+        // Not configured, not required.
+        hs_verifier("")
+            .verify(&hs_token(json!({"sub": "a", "exp": now() + 60})))
+            .unwrap();
     }
 
     #[test]

@@ -257,14 +257,23 @@ impl WardenMcp {
                             limiter: "principal",
                         })
                         .inc();
-                    self.state
-                        .audit(
-                            &ctx,
-                            Some(&principal.id),
-                            NewEvent::new("rate_limit", Decision::Deny)
-                                .reason("principal rate limit"),
-                        )
-                        .await;
+                    if self
+                        .state
+                        .limits
+                        .audit_denial(&format!("principal:{}", principal.id))
+                    {
+                        self.state
+                            .audit(
+                                &ctx,
+                                Some(&principal.id),
+                                NewEvent::new("rate_limit", Decision::Deny)
+                                    .reason("principal rate limit")
+                                    .details(serde_json::json!({
+                                        "sampled": crate::app::SAMPLED_NOTE
+                                    })),
+                            )
+                            .await;
+                    }
                     return Err(problem_result(
                         &Problem::new(Kind::RateLimited, "too many calls for this principal")
                             .retry_after(wait),

@@ -749,10 +749,12 @@ fn a_burst_beyond_the_principal_rate_limit_gets_429_with_retry_after() {
     // Another principal is not affected.
     let other = server.key("execute", &[]);
     assert_eq!(server.get("/v1/executions/none", &other).status(), 404);
-    assert!(server
+    let audited = server
         .audit_tail()
         .iter()
-        .any(|e| e["action"] == "rate_limit" && e["reason"] == "principal rate limit"));
+        .filter(|e| e["action"] == "rate_limit" && e["reason"] == "principal rate limit")
+        .count();
+    assert_eq!(audited, 1, "three denials in a minute, one audit event");
 }
 
 #[test]
@@ -777,6 +779,13 @@ fn the_client_rate_limit_applies_before_authentication() {
         server.metric("warden_rate_limit_hits_total{limiter=\"client\"}"),
         2.0
     );
+    // Two denials, one audit event (review, session 5: every 429 wrote a chained row).
+    let audited = server
+        .audit_tail()
+        .iter()
+        .filter(|e| e["action"] == "rate_limit" && e["reason"] == "client rate limit")
+        .count();
+    assert_eq!(audited, 1);
     // Health checks are not rate limited.
     for _ in 0..5 {
         assert_eq!(
@@ -1034,6 +1043,41 @@ fn body_limit_cors_security_headers_request_ids_and_openapi() {
             .metric("warden_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"}")
             >= 1.0
     );
+}
+
+/// Review (session 5): without credentials, a client grew `/metrics` (a label per made-up
+/// method) and the audit chain (the raw path of each failed authentication) without bound.
+#[test]
+fn unauthenticated_requests_cannot_grow_metrics_or_audit_rows() {
+    let server = Server::start("");
+    for i in 0..5 {
+        let method =
+            reqwest::Method::from_bytes(format!("M{i}{}", "X".repeat(2000)).as_bytes()).unwrap();
+        let status = client()
+            .request(method, server.url("/healthz"))
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(status, 405);
+    }
+    let metrics = server.metrics();
+    assert!(!metrics.contains("XXXX"), "a made-up method became a label");
+    assert!(
+        server.metric(
+            "warden_http_requests_total{route=\"/healthz\",method=\"OTHER\",status=\"405\"}"
+        ) >= 5.0,
+        "{metrics}"
+    );
+    let long = format!("/v1/executions/{}", "A".repeat(8000));
+    assert_eq!(server.get(&long, "wdn_guess").status(), 401);
+    let events = server.audit_tail();
+    let auth = events
+        .iter()
+        .rfind(|e| e["action"] == "auth")
+        .expect("the failure is audited");
+    let details: Value = serde_json::from_str(auth["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["route"], "/v1/executions/{id}", "{auth}");
+    assert!(auth.to_string().len() < 2000, "{auth}");
 }
 
 /// A one-thread HTTP server on 127.0.0.1:0 that answers every request with `body`.
