@@ -4,7 +4,8 @@
 //!
 //! Every hop is judged by [`UrlPolicy::check`] first; the HTTP client (reqwest) then connects
 //! only to the addresses that were judged (`resolve_to_addrs` pins the name, so a DNS answer
-//! that changes between check and connect is never used). Redirects are followed by Warden,
+//! that changes between check and connect is never used). Any other name the client might look
+//! up fails: its resolver is [`Unpinned`], never the system's. Redirects are followed by Warden,
 //! not the client: each `Location` is a new URL judged again, at most [`FetchRequest`]'s
 //! `max_redirects` hops, and `Authorization`, `Cookie` and `Proxy-Authorization` are dropped
 //! when the origin changes (as browsers and curl do). Environment proxies are ignored. The body
@@ -17,6 +18,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{
@@ -27,7 +29,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use url::Url;
 
-use crate::url_policy::{Denial, Resolver, UrlPolicy};
+use crate::url_policy::{redact_url, Denial, Resolver, UrlPolicy};
 
 /// One request to make.
 #[derive(Debug, Clone)]
@@ -140,6 +142,30 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// The message and its causes (`message: cause: cause`), with every URL in it passed
+    /// through [`redact_url`]: what an audit trail or a log may keep.
+    pub fn redacted_message(&self) -> String {
+        let mut text = match self {
+            FetchError::Denied { denial, .. } => format!("denied: {denial}"),
+            FetchError::BadRedirect(location) => {
+                format!("redirect to an invalid location `{}`", redact_url(location))
+            }
+            FetchError::Http { url, .. } => format!("request to {} failed", redact_url(url)),
+            FetchError::Body { url, .. } => {
+                format!("reading the body of {} failed", redact_url(url))
+            }
+            other => other.to_string(),
+        };
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+}
+
 fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host() == b.host()
@@ -155,6 +181,21 @@ fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, FetchError> {
         map.append(name, value);
     }
     Ok(map)
+}
+
+/// The HTTP client's resolver for every name that is not pinned: refuses it. reqwest asks its
+/// pins (`resolve_to_addrs`) first; without this it would fall back to getaddrinfo, and a name
+/// spelt differently from the pinned one would be resolved again, unchecked.
+struct Unpinned;
+
+impl reqwest::dns::Resolve for Unpinned {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let message = format!(
+            "`{}` was not judged by the egress policy, so it is not resolved",
+            name.as_str()
+        );
+        Box::pin(async move { Err(message.into()) })
+    }
 }
 
 /// Performs `request` under `policy`, resolving names with `resolver`.
@@ -189,15 +230,17 @@ pub fn fetch(
             .iter()
             .map(|ip| SocketAddr::new(*ip, target.port))
             .collect();
-        let http = |source| FetchError::Http {
+        // The URL is in the variant; reqwest's error would carry it again.
+        let http = |source: reqwest::Error| FetchError::Http {
             url: target.url.clone(),
-            source,
+            source: source.without_url(),
         };
         let client = reqwest::blocking::Client::builder()
             .no_proxy()
             .redirect(RedirectPolicy::none())
             .connect_timeout(request.connect_timeout.min(remaining))
             .timeout(remaining)
+            .dns_resolver(Arc::new(Unpinned))
             .resolve_to_addrs(&target.host, &pinned)
             .build()
             .map_err(http)?;

@@ -43,5 +43,6 @@ pub use fetch::{fetch, FetchError, FetchRequest, FetchResponse, Hop};
 pub use proxy::{serve, ConnectionLog, Decision, LogSink, ProxyConfig};
 pub use session::{proxy_env, ProxySession, SessionReport, SANDBOX_PROXY_PORT};
 pub use url_policy::{
-    BadOverride, BadPattern, CustomResolve, Denial, Resolver, Target, UrlPolicy, BLOCKED_NAMES,
+    redact_url, BadOverride, BadPattern, CustomResolve, Denial, Resolver, Target, UrlPolicy,
+    BLOCKED_NAMES,
 };

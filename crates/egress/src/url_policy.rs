@@ -82,6 +82,14 @@ pub enum Denial {
         /// The allowed ports, comma-separated.
         allowed: String,
     },
+    /// The name has an empty label (`evil.com..`, `a..b`): the WHATWG parser keeps them, a
+    /// resolver takes `evil.com..` for `evil.com.`, but no domain pattern would match it.
+    /// Only one trailing dot (the root label of a fully qualified name) is accepted.
+    #[error("host `{host}` has an empty label (only one trailing dot is allowed)")]
+    EmptyLabel {
+        /// The host as parsed.
+        host: String,
+    },
     /// The name is refused before any lookup.
     #[error("host `{host}` is refused before lookup: matches `{pattern}` ({why})")]
     BlockedName {
@@ -145,6 +153,7 @@ impl Denial {
             Denial::Scheme { .. } => "scheme",
             Denial::Userinfo => "userinfo",
             Denial::NoHost => "no_host",
+            Denial::EmptyLabel { .. } => "empty_label",
             Denial::Port { .. } => "port",
             Denial::BlockedName { .. } => "blocked_name",
             Denial::DomainDenied { .. } => "domain_denied",
@@ -211,11 +220,14 @@ impl DomainPattern {
             None => (false, text),
         };
         match Host::parse(rest) {
-            Ok(Host::Domain(d)) => Ok(DomainPattern {
-                text: text.to_string(),
-                wildcard,
-                name: normalise(&d).to_string(),
-            }),
+            Ok(Host::Domain(d)) => match normalise(&d) {
+                Some(name) => Ok(DomainPattern {
+                    text: text.to_string(),
+                    wildcard,
+                    name: name.to_string(),
+                }),
+                None => Err(BadPattern(text.to_string())),
+            },
             _ => Err(BadPattern(text.to_string())),
         }
     }
@@ -243,9 +255,46 @@ fn is_subdomain(host: &str, suffix: &str) -> bool {
         && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
 }
 
-/// Lowercase ASCII without one trailing dot (`example.com.` is `example.com`).
-fn normalise(domain: &str) -> &str {
-    domain.strip_suffix('.').unwrap_or(domain)
+/// A parsed (lowercase ASCII) domain without its one optional trailing dot (`example.com.` is
+/// `example.com`); `None` when a label is empty (`example.com..`, `a..b`, `.a`), which no
+/// pattern could then be matched against reliably.
+fn normalise(domain: &str) -> Option<&str> {
+    let name = domain.strip_suffix('.').unwrap_or(domain);
+    (!name.is_empty() && name.split('.').all(|label| !label.is_empty())).then_some(name)
+}
+
+/// Longest redacted URL kept by [`redact_url`], in bytes; longer ones are cut there.
+pub const REDACTED_URL_MAX: usize = 1024;
+
+/// `text` as it may be written to a log or an audit trail: a URL with any `user:password@`
+/// replaced by `***@`, any query by `?***` and the fragment dropped (credentials are refused by
+/// the policy, and queries carry tokens and signed-URL signatures), cut to
+/// [`REDACTED_URL_MAX`] bytes; text that is not a URL becomes `(not a URL, N bytes)`.
+pub fn redact_url(text: &str) -> String {
+    let Ok(mut url) = Url::parse(text) else {
+        return format!("(not a URL, {} bytes)", text.len());
+    };
+    let had_userinfo = !url.username().is_empty() || url.password().is_some();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if url.query().is_some() {
+        url.set_query(Some("***"));
+    }
+    url.set_fragment(None);
+    let mut out = url.to_string();
+    if had_userinfo {
+        let at = out.find("://").map_or(0, |i| i + 3);
+        out.insert_str(at, "***@");
+    }
+    if out.len() > REDACTED_URL_MAX {
+        let mut cut = REDACTED_URL_MAX;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
 }
 
 /// Does `host` match the blocked-name pattern?
@@ -327,6 +376,22 @@ impl UrlPolicy {
                 .join(", ");
             return Err(Denial::Port { port, allowed });
         }
+        let mut url = url;
+        if let Some(Host::Domain(domain)) = url.host() {
+            let Some(name) = normalise(domain).map(str::to_string) else {
+                return Err(Denial::EmptyLabel {
+                    host: domain.to_string(),
+                });
+            };
+            // The URL to send names the host exactly as judged and pinned: an HTTP client
+            // looks up the URL's own spelling, and `name.` would miss a pin made for `name`
+            // and be resolved again (review, session 5: DNS rebinding through a trailing dot).
+            if name.len() != domain.len() {
+                url.set_host(Some(&name)).map_err(|e| Denial::Parse {
+                    reason: e.to_string(),
+                })?;
+            }
+        }
         let target = |host: String, addresses: Vec<IpAddr>, needs_resolution| Target {
             url: url.to_string(),
             host,
@@ -343,7 +408,7 @@ impl UrlPolicy {
                 .judge_literal(IpAddr::V6(v6))
                 .map(|a| target(v6.to_string(), vec![a], false)),
             Some(Host::Domain(domain)) => {
-                let host = normalise(domain).to_string();
+                let host = domain.to_string();
                 self.judge_name(&host)?;
                 Ok(target(host, Vec::new(), true))
             }
@@ -490,7 +555,7 @@ impl Resolver {
         let bad = || BadOverride(spec.to_string());
         let (host, addr) = spec.split_once('=').ok_or_else(bad)?;
         let host = match Host::parse(host).map_err(|_| bad())? {
-            Host::Domain(d) => normalise(&d).to_string(),
+            Host::Domain(d) => normalise(&d).ok_or_else(bad)?.to_string(),
             _ => return Err(bad()),
         };
         let addr: IpAddr = addr

@@ -77,6 +77,7 @@ fn routes(path: &str, port: u16) -> Reply {
         "/loop" => redirect("/loop".into()),
         "/see-other" => (303, vec![("Location".into(), "/echo".into())], Vec::new()),
         "/rebind" => redirect(format!("http://rebind.test:{port}/ok")),
+        "/to-dotted" => redirect(format!("http://dotted.test.:{port}/ok")),
         _ => (200, vec![], Vec::new()),
     }
 }
@@ -277,4 +278,45 @@ fn dns_rebinding_cannot_reach_a_denied_address() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(s.seen.lock().unwrap().len(), 1);
+}
+
+/// Review (session 5): the pin was made for `dotted.test` while the request went to
+/// `dotted.test.`, so the HTTP client missed the pin and resolved the name again through the
+/// system resolver (DNS rebinding past the check). The request now names the host as judged,
+/// and a name without a pin does not resolve at all. Here the system resolver cannot answer
+/// for `dotted.test`, so the fetch fails unless the pin is used, also after a redirect.
+#[test]
+fn a_trailing_dot_still_connects_only_to_the_pinned_address() {
+    let s = serve(routes);
+    let resolver = offline().with_override("dotted.test=127.0.0.1").unwrap();
+    let policy = policy(&[s.addr.port()]);
+    let port = s.addr.port();
+    let r = fetch(
+        &policy,
+        &resolver,
+        &FetchRequest::get(format!("http://dotted.test.:{port}/ok")),
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    assert_eq!(r.connected_address, Some(s.addr));
+    assert_eq!(r.final_url, format!("http://dotted.test:{port}/ok"));
+    let r = fetch(
+        &policy,
+        &resolver,
+        &FetchRequest::get(format!("http://127.0.0.1:{port}/to-dotted")),
+    )
+    .unwrap();
+    assert_eq!((r.status, r.redirects.len()), (200, 1));
+    assert_eq!(r.connected_address, Some(s.addr));
+    let seen = s.seen.lock().unwrap();
+    assert!(
+        seen.last()
+            .unwrap()
+            .contains(&format!("host: dotted.test:{port}"))
+            || seen
+                .last()
+                .unwrap()
+                .contains(&format!("Host: dotted.test:{port}")),
+        "{seen:?}"
+    );
 }

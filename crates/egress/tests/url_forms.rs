@@ -4,7 +4,7 @@
 // Test code: a broken fixture should panic with its message.
 #![allow(clippy::unwrap_used)]
 
-use warden_egress::{Denial, Resolver, UrlPolicy};
+use warden_egress::{redact_url, Denial, Resolver, UrlPolicy};
 
 fn resolver() -> Resolver {
     [
@@ -265,6 +265,51 @@ fn domain_allow_and_deny_lists() {
         .is_err());
 }
 
+/// Review (session 5): the parser keeps empty labels, and only one trailing dot was stripped,
+/// so `evil.com..` was judged as `evil.com.`, which no pattern matched, while the resolver
+/// took it for `evil.com`. Names with an empty label are refused; one trailing dot is the
+/// same name, judged and sent without it.
+#[test]
+fn empty_labels_cannot_dodge_deny_lists_and_blocked_names() {
+    let resolver = resolver();
+    let policy = UrlPolicy::default()
+        .with_deny_domains(&["evil.com", "*.evil.com"])
+        .unwrap();
+    for url in [
+        "http://evil.com../",
+        "http://evil.com.%2e/",
+        "http://evil.com\u{3002}\u{3002}/",
+        "http://sub.evil.com../",
+        "http://evil..com/",
+        "http://metadata.google.internal../",
+        "http://printer.local../",
+        "http://localhost../",
+    ] {
+        match policy.check(url, &resolver) {
+            Err(e @ Denial::EmptyLabel { .. }) => assert_eq!(e.rule(), "empty_label"),
+            other => panic!("{url}: expected empty_label, got {other:?}"),
+        }
+    }
+    for url in ["http://evil.com./", "http://sub.evil.com./"] {
+        assert!(
+            matches!(
+                policy.check(url, &resolver),
+                Err(Denial::DomainDenied { .. })
+            ),
+            "{url}"
+        );
+    }
+    let target = UrlPolicy::default()
+        .check("http://PUBLIC.example.:80/a?b", &resolver)
+        .unwrap();
+    assert_eq!(target.host, "public.example");
+    assert_eq!(target.url, "http://public.example/a?b", "sent as judged");
+    assert!(UrlPolicy::default()
+        .with_deny_domains(&["evil..com"])
+        .is_err());
+    assert!(Resolver::default().with_override("a..b=192.0.2.1").is_err());
+}
+
 #[test]
 fn an_allow_list_of_names_also_closes_public_address_literals() {
     let resolver = resolver();
@@ -313,4 +358,19 @@ fn operator_allow_cidr_is_the_only_way_into_a_denied_range() {
         policy.check("http://localhost/", &resolver).is_err(),
         "names are refused before lookup regardless"
     );
+}
+
+#[test]
+fn urls_are_redacted_for_logs() {
+    assert_eq!(
+        redact_url("https://u:pw@example.com:8443/a/b?token=t&x=1#frag"),
+        "https://***@example.com:8443/a/b?***"
+    );
+    assert_eq!(
+        redact_url("http://example.com/plain"),
+        "http://example.com/plain"
+    );
+    assert_eq!(redact_url("not a url"), "(not a URL, 9 bytes)");
+    let long = format!("http://example.com/{}", "a".repeat(5000));
+    assert!(redact_url(&long).len() <= warden_egress::url_policy::REDACTED_URL_MAX + 3);
 }

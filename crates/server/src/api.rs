@@ -14,7 +14,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
-use warden_egress::{FetchError, FetchRequest};
+use warden_egress::{redact_url, FetchError, FetchRequest};
 
 use crate::app::{ctx_of, scope_denied, AppState};
 use crate::audit::{Decision, NewEvent};
@@ -545,7 +545,7 @@ pub async fn fetch(
     if state.locked_down() {
         let event = NewEvent::new("fetch", Decision::Deny)
             .reason("lockdown")
-            .details(serde_json::json!({"url": body.url}));
+            .details(serde_json::json!({"url": redact_url(&body.url)}));
         state.audit(&ctx, Some(&principal.id), event).await;
         return Err(
             Problem::new(Kind::Lockdown, "the server is in lockdown: no new fetches")
@@ -596,8 +596,8 @@ pub async fn fetch(
         Ok(response) => {
             decision("allow", "allowed".into());
             let event = NewEvent::new("fetch", Decision::Allow).details(serde_json::json!({
-                "url": body.url,
-                "final_url": response.final_url,
+                "url": redact_url(&body.url),
+                "final_url": redact_url(&response.final_url),
                 "status": response.status,
                 "connected_address": response.connected_address.map(|a| a.to_string()),
                 "redirects": response.redirects.len(),
@@ -633,7 +633,11 @@ pub async fn fetch(
             decision("deny", rule.clone());
             let event = NewEvent::new("fetch", Decision::Deny)
                 .reason(denial.to_string())
-                .details(serde_json::json!({"url": body.url, "denied_url": url, "rule": rule}));
+                .details(serde_json::json!({
+                    "url": redact_url(&body.url),
+                    "denied_url": redact_url(&url),
+                    "rule": rule
+                }));
             state.audit(&ctx, Some(&principal.id), event).await;
             Err(
                 Problem::new(Kind::EgressDenied, format!("denied: {denial}"))
@@ -645,15 +649,12 @@ pub async fn fetch(
             Err(Problem::new(Kind::InvalidBody, e.to_string()).with("field", "headers"))
         }
         Err(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
+            // Audited and answered without the URLs' credentials and queries (review, session
+            // 5: the audit chain, which cannot be redacted later, kept them).
+            let text = e.redacted_message();
             let event = NewEvent::new("fetch", Decision::Error)
                 .reason(text.clone())
-                .details(serde_json::json!({"url": body.url}));
+                .details(serde_json::json!({"url": redact_url(&body.url)}));
             state.audit(&ctx, Some(&principal.id), event).await;
             Err(Problem::new(Kind::UpstreamFailed, text))
         }

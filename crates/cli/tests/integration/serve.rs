@@ -1169,6 +1169,46 @@ fn fetch_goes_through_the_egress_policy() {
         .any(|e| e["action"] == "fetch" && e["decision"] == "allow"));
 }
 
+/// Review (session 5): fetch URLs went into the audit chain verbatim, passwords and tokens
+/// included, where they cannot be redacted later without breaking `audit verify`.
+#[test]
+fn fetch_audit_events_keep_no_credentials_or_query_values() {
+    let port = upstream("ok");
+    let server = Server::start(&format!(
+        "[egress]\nallow_cidrs = [\"127.0.0.1/32\"]\nports = [80, {port}]\n"
+    ));
+    let key = server.key("fetch", &[]);
+    let secrets = ["Sup3rSecret", "tok_live_abc123", "sig_zzz"];
+    let urls = [
+        // Denied (userinfo), allowed, and failing (nothing listens on port 80 here).
+        "http://svc:Sup3rSecret@127.0.0.1/data?access_token=tok_live_abc123".to_string(),
+        format!("http://127.0.0.1:{port}/x?access_token=tok_live_abc123#sig_zzz"),
+        "http://127.0.0.1:80/x?signature=sig_zzz".to_string(),
+    ];
+    for url in &urls {
+        let status = server.post("/v1/fetch", &key, json!({"url": url})).status();
+        assert!(
+            [200, 403, 502].contains(&status.as_u16()),
+            "{url}: {status}"
+        );
+    }
+    let events: Vec<Value> = server
+        .audit_tail()
+        .into_iter()
+        .filter(|e| e["action"] == "fetch")
+        .collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    for event in &events {
+        let text = event.to_string();
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    let all = events.iter().map(Value::to_string).collect::<String>();
+    assert!(all.contains("?***"), "{all}");
+    assert!(all.contains("***@127.0.0.1"), "{all}");
+}
+
 #[test]
 fn audit_verify_passes_then_detects_an_edited_and_a_deleted_event() {
     let mut server = Server::start("");
