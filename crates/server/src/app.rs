@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -103,6 +103,8 @@ pub struct AppState {
     self_test_detail: Mutex<String>,
     /// Whether responses are served over TLS (for HSTS).
     pub tls: bool,
+    /// `server.trusted_proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Per-request facts every handler and audit event needs.
@@ -131,6 +133,7 @@ impl AppState {
         let auth = Authenticator::new(store.clone(), jwt);
         let allow_missing = config.allowed_missing_layers()?;
         let egress = config.egress_policy()?;
+        let trusted_proxies = config.trusted_proxies()?;
         let sandbox = Sandbox::new(&options.init_exe)
             .map(|s| s.with_cgroup_parent(config.sandbox.cgroup_parent.clone()))
             .and_then(|s| s.with_uid_range(config.sandbox.uid_base, config.sandbox.uid_count))
@@ -151,6 +154,7 @@ impl AppState {
             self_test: AtomicU8::new(SELF_TEST_PENDING),
             self_test_detail: Mutex::new("not run yet".into()),
             tls: config.server.tls.is_some() || config.server.behind_tls_proxy,
+            trusted_proxies,
             config,
         };
         Ok(Arc::new(state))
@@ -470,6 +474,36 @@ fn request_id(request: &Request) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
 }
 
+/// The client of a request from `peer`: `peer` itself, unless it is a trusted proxy; then the
+/// rightmost `X-Forwarded-For` address that is not a trusted proxy (each proxy appends the
+/// address it received from, so everything left of that is the client's own say), with port 0.
+/// When every listed address is trusted, the leftmost of them; when an entry does not parse,
+/// the trusted address to its right (the header is not believed beyond it).
+fn forwarded_client(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> SocketAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer.ip()) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+            break;
+        };
+        client = SocketAddr::new(ip, 0);
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
 /// Outermost own layer: request id, log span, HTTP metrics, `X-Request-Id` on the response.
 async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -477,7 +511,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+        .map(|c| forwarded_client(c.0, request.headers(), &state.trusted_proxies));
     let method = request.method().clone();
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers_mut().insert(REQUEST_ID, value);
@@ -787,6 +821,36 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_the_rightmost_untrusted_hop() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ];
+        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let client = |xff: &[&str], peer: SocketAddr| {
+            let mut headers = HeaderMap::new();
+            for value in xff {
+                headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            }
+            forwarded_client(peer, &headers, &trusted).to_string()
+        };
+        // The client's own entries (left) are not believed: the proxy appended the real one.
+        assert_eq!(client(&["6.6.6.6, 192.0.2.7"], peer), "192.0.2.7:0");
+        assert_eq!(
+            client(&["6.6.6.6", "192.0.2.7, 10.9.9.9"], peer),
+            "192.0.2.7:0"
+        );
+        assert_eq!(client(&["2001:db8::5"], peer), "[2001:db8::5]:0");
+        // Nothing forwarded, only proxies, or garbage: no further than the trusted hops.
+        assert_eq!(client(&[], peer), "10.1.2.3:5555");
+        assert_eq!(client(&["10.0.0.9, 127.0.0.1"], peer), "10.0.0.9:0");
+        assert_eq!(client(&["192.0.2.7, junk, 10.0.0.9"], peer), "10.0.0.9:0");
+        // An untrusted peer's header is ignored.
+        let direct: SocketAddr = "203.0.113.9:4444".parse().unwrap();
+        assert_eq!(client(&["192.0.2.7"], direct), "203.0.113.9:4444");
+    }
 
     async fn router(dir: &std::path::Path) -> (Router, Arc<AppState>) {
         let config = Config::from_toml(&format!(

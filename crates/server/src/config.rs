@@ -99,6 +99,12 @@ pub struct ServerConfig {
     /// The operator states that a TLS-terminating proxy is in front: plain HTTP may then listen
     /// beyond loopback.
     pub behind_tls_proxy: bool,
+    /// Reverse proxies (CIDRs, or single addresses) whose `X-Forwarded-For` names the client:
+    /// for a request from one of them, the client is the rightmost address in that header that
+    /// is not itself a trusted proxy, and rate limits and audit events use it. Empty (the
+    /// default): the socket peer is the client and the header is ignored. Behind a TLS proxy,
+    /// without this every client shares the proxy's rate limit.
+    pub trusted_proxies: Vec<String>,
     /// `Host` header values accepted (with or without port); empty accepts any.
     pub allowed_hosts: Vec<String>,
     /// Seconds a request may take in total (queue wait and execution included).
@@ -117,6 +123,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("/var/lib/warden"),
             behind_tls_proxy: false,
+            trusted_proxies: Vec::new(),
             allowed_hosts: Vec::new(),
             request_timeout_s: 60,
             max_body_bytes: 10 << 20,
@@ -484,6 +491,29 @@ impl Config {
             .collect()
     }
 
+    /// `server.trusted_proxies` parsed: a plain address is its own /32 or /128.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming `server.trusted_proxies` and the entry that is not a CIDR.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "server.trusted_proxies",
+                            format!("`{entry}` is not an address or a CIDR such as 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// Checks every value serde cannot and reads the secret files.
     ///
     /// # Errors
@@ -491,6 +521,7 @@ impl Config {
     /// The first problem found, naming the key and saying how to fix it.
     pub fn validate(&self) -> Result<Secrets, ConfigError> {
         let listen = self.listen_addr()?;
+        self.trusted_proxies()?;
         if self.server.tls.is_none() && !self.server.behind_tls_proxy && !listen.ip().is_loopback()
         {
             return Err(invalid(
@@ -883,6 +914,11 @@ mod tests {
         assert!(
             error_of("[egress]\nallow_cidrs = [\"10.0.0.0/33\"]\n").contains("egress.allow_cidrs")
         );
+        assert!(error_of("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+            .contains("server.trusted_proxies"));
+        let c = Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.1\", \"fd00::/8\"]\n")
+            .unwrap();
+        assert_eq!(c.trusted_proxies().unwrap().len(), 2);
         assert!(error_of("[egress]\nallow_domains = [\"exa mple.com\"]\n")
             .contains("egress.allow_domains"));
         assert!(

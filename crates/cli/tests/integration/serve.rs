@@ -799,6 +799,42 @@ fn the_client_rate_limit_applies_before_authentication() {
     }
 }
 
+/// Review (session 5): behind a TLS proxy every client had the proxy's address, so one
+/// client could use up everyone's allowance. With `trusted_proxies`, the client is the address
+/// the proxy forwarded; without it, `X-Forwarded-For` is ignored.
+#[test]
+fn clients_behind_a_trusted_proxy_are_limited_one_by_one() {
+    let limits =
+        "[rate_limit]\nper_principal_per_minute = 1000\nper_client_per_minute = 1\nburst = 1\n";
+    let guess = |server: &Server, forwarded: &str| {
+        client()
+            .get(server.url("/v1/executions/none"))
+            .bearer_auth("wdn_guess")
+            .header("x-forwarded-for", forwarded)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let server = Server::start(&format!("trusted_proxies = [\"127.0.0.1\"]\n{limits}"));
+    assert_eq!(guess(&server, "192.0.2.1"), 401);
+    assert_eq!(guess(&server, "192.0.2.1"), 429);
+    assert_eq!(guess(&server, "6.6.6.6, 192.0.2.2"), 401, "another client");
+    let events = server.audit_tail();
+    assert!(
+        events.iter().any(|e| e["client"] == "192.0.2.2:0"),
+        "{events:?}"
+    );
+
+    let server = Server::start(limits);
+    assert_eq!(guess(&server, "192.0.2.1"), 401);
+    assert_eq!(
+        guess(&server, "192.0.2.2"),
+        429,
+        "the header is not trusted"
+    );
+}
+
 #[test]
 fn full_queue_gets_503_and_lockdown_kills_running_sandboxes() {
     let server = Server::start("[sandbox]\nmax_concurrent = 1\nqueue_depth = 0\n");
