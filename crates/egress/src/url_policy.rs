@@ -266,14 +266,21 @@ fn normalise(domain: &str) -> Option<&str> {
 /// Longest redacted URL kept by [`redact_url`], in bytes; longer ones are cut there.
 pub const REDACTED_URL_MAX: usize = 1024;
 
-/// `text` as it may be written to a log or an audit trail: a URL with any `user:password@`
-/// replaced by `***@`, any query by `?***` and the fragment dropped (credentials are refused by
-/// the policy, and queries carry tokens and signed-URL signatures), cut to
-/// [`REDACTED_URL_MAX`] bytes; text that is not a URL becomes `(not a URL, N bytes)`.
+/// `text` as it may be written to a log or an audit trail: an http(s) URL with any
+/// `user:password@` replaced by `***@`, any query by `?***` and the fragment dropped
+/// (credentials are refused by the policy, and queries carry tokens and signed-URL
+/// signatures), cut to [`REDACTED_URL_MAX`] bytes; another scheme becomes `scheme:(N bytes)`
+/// and text that is not a URL `(not a URL, N bytes)`. Secrets in the path (`/bot<token>/`)
+/// are kept: a path is what identifies the resource.
 pub fn redact_url(text: &str) -> String {
     let Ok(mut url) = Url::parse(text) else {
         return format!("(not a URL, {} bytes)", text.len());
     };
+    // Only http(s) URLs are ever fetched; anything else (`mailto:`, `data:`, `javascript:`,
+    // opaque paths that may hold anything) keeps only its scheme.
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return format!("{}:({} bytes)", url.scheme(), text.len());
+    }
     let had_userinfo = !url.username().is_empty() || url.password().is_some();
     let _ = url.set_username("");
     let _ = url.set_password(None);

@@ -371,6 +371,9 @@ fn urls_are_redacted_for_logs() {
         "http://example.com/plain"
     );
     assert_eq!(redact_url("not a url"), "(not a URL, 9 bytes)");
+    assert_eq!(redact_url("mailto:secret@example.com"), "mailto:(25 bytes)");
+    assert_eq!(redact_url("data:text/plain,SECRET"), "data:(22 bytes)");
+    assert_eq!(redact_url("foo://u:secret@host/"), "foo:(20 bytes)");
     let long = format!("http://example.com/{}", "a".repeat(5000));
     assert!(redact_url(&long).len() <= warden_egress::url_policy::REDACTED_URL_MAX + 3);
 }

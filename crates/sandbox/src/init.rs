@@ -58,12 +58,16 @@ const ETC_ENTRIES: &[&str] = &[
     "timezone",
 ];
 
+/// Environment variable in which the supervisor passes its pid to the init (the init's only
+/// environment entry; the program gets a fresh environment).
+pub const SUPERVISOR_PID_ENV: &str = "WARDEN_SUPERVISOR_PID";
+
 /// Host device nodes bind-mounted into the sandbox's `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 
 /// `/proc` files hidden behind `/dev/null`: container runtimes' list (runc's default
-/// `maskedPaths`), plus the host's kernel command line and build configuration, which say
-/// more about the host than a program needs.
+/// `maskedPaths`, with `interrupts` as newer runc releases have it), plus the host's kernel
+/// command line and build configuration, which say more about the host than a program needs.
 const PROC_MASKED: &[&str] = &[
     "kcore",
     "keys",
@@ -74,6 +78,7 @@ const PROC_MASKED: &[&str] = &[
     "sysrq-trigger",
     "cmdline",
     "config.gz",
+    "interrupts",
 ];
 
 /// `/proc` directories hidden under an empty read-only tmpfs (runc's default `maskedPaths`):
@@ -142,8 +147,8 @@ fn failure(step: impl Into<String>, what: &str) -> StepError {
 }
 
 /// Entry point of init mode; never returns. Call it first thing in `main` when
-/// `std::env::args().nth(1) == Some(INIT_ARG)`; the supervisor passes its pid as the next
-/// argument.
+/// `std::env::args().nth(1) == Some(INIT_ARG)`; the supervisor passes its pid in
+/// [`SUPERVISOR_PID_ENV`].
 pub fn main() -> ! {
     // Before anything else: a group signal meant for the supervisor may be pending (see
     // `sys::GROUP_SIGNALS`); drop it, then run with nothing blocked.
@@ -156,12 +161,12 @@ pub fn main() -> ! {
         Err(_) => sys::exit_now(125),
     };
 
-    // The supervisor's pid, which it passes after INIT_ARG: the parent to watch.
-    let supervisor = std::env::args_os()
-        .nth(2)
-        .and_then(|a| a.to_str()?.parse::<u32>().ok());
+    // The supervisor's pid, the parent to watch.
+    let supervisor = std::env::var(SUPERVISOR_PID_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok());
     let code = match supervisor
-        .ok_or_else(|| failure("start", "no supervisor pid after the init argument"))
+        .ok_or_else(|| failure("start", "no supervisor pid in the environment"))
         .and_then(|supervisor| stage1(&control, supervisor))
     {
         Ok(code) => code,

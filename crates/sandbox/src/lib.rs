@@ -57,7 +57,8 @@ pub use supervisor::{
 };
 
 /// First argument that makes the `warden` binary (or any binary that embeds this crate) run
-/// [`init::main`] instead of its normal entry point; the supervisor's pid follows it.
+/// [`init::main`] instead of its normal entry point (the supervisor's pid is in the environment,
+/// [`init::SUPERVISOR_PID_ENV`]).
 pub const INIT_ARG: &str = "__warden-sandbox-init";
 
 /// Uid and gid the program runs as inside the sandbox.

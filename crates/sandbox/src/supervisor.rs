@@ -471,9 +471,15 @@ impl Run {
             .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
         let arg = std::ffi::CString::new(INIT_ARG)
             .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
-        // Stage 1 checks that its parent is still this process (see `init::main`).
-        let parent = std::ffi::CString::new(std::process::id().to_string())
-            .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        // Stage 1 checks that its parent is still this process (see `init::main`). In the
+        // environment, not argv: PID 1's command line is readable in the sandbox, its
+        // environment is not (ptrace access), and a host pid is not the sandbox's to know.
+        let parent = std::ffi::CString::new(format!(
+            "{}={}",
+            crate::init::SUPERVISOR_PID_ENV,
+            std::process::id()
+        ))
+        .map_err(|_| spawn_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
         // Control socket at fd 3, an empty environment, and a new session: no controlling
         // terminal reaches the sandbox, and a terminal's Ctrl-C (or `timeout`) signals only
         // warden's own process group, so the supervisor, not the half-built sandbox, decides
@@ -481,7 +487,8 @@ impl Run {
         // the sandbox and must not show where the binary lives on the host.
         let stage1_pid = sys::spawn_init(
             &exe,
-            &[INIT_ARGV0, &arg, &parent],
+            &[INIT_ARGV0, &arg],
+            &[&parent],
             [
                 stdin_read.as_fd(),
                 stdout_write.as_fd(),

@@ -583,7 +583,8 @@ fn empty_sigset() -> libc::sigset_t {
     }
 }
 
-/// Starts `path` with the arguments `argv` (argv\[0\] first), an empty environment, `fds[i]` as its fd
+/// Starts `path` with the arguments `argv` (argv\[0\] first), the environment `envp`
+/// (`NAME=value` entries; nothing else is inherited), `fds[i]` as its fd
 /// `i` (stdin, stdout, stderr, the control socket at 3), in a new session (`setsid`), with
 /// every signal at its default disposition and only [`GROUP_SIGNALS`] blocked; returns its
 /// pid.
@@ -600,6 +601,7 @@ fn empty_sigset() -> libc::sigset_t {
 pub fn spawn_init(
     path: &CStr,
     argv: &[&CStr],
+    envp: &[&CStr],
     fds: [BorrowedFd<'_>; 4],
 ) -> io::Result<libc::pid_t> {
     // Fresh close-on-exec copies above the target range: a source that already is one of
@@ -616,7 +618,11 @@ pub fn spawn_init(
         .map(|a| a.as_ptr())
         .chain([ptr::null()])
         .collect();
-    let envp: [*const libc::c_char; 1] = [ptr::null()];
+    let envp: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain([ptr::null()])
+        .collect();
     // SAFETY: the attribute and file-action objects are initialised before use and destroyed
     // on every path; argv and envp are NULL-terminated arrays of NUL-terminated strings that
     // outlive the call; `high` keeps the dup2 sources open until posix_spawn has returned
@@ -738,6 +744,7 @@ mod tests {
         let pid = spawn_init(
             &program,
             &[&program, &CString::new(arg).unwrap()],
+            &[],
             [
                 stdin_read.as_fd(),
                 stdout_write.as_fd(),
@@ -805,6 +812,7 @@ mod tests {
         let err = spawn_init(
             &missing,
             &[&missing],
+            &[],
             [a.as_fd(), b.as_fd(), b.as_fd(), b.as_fd()],
         )
         .unwrap_err();

@@ -520,7 +520,13 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
         request_id: id.clone(),
         client,
     });
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %request.uri().path());
+    // Both are client-chosen: the method as its metric label, the path cut short.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method_label(&method),
+        path = %crate::audit::clip(request.uri().path(), 256)
+    );
     let mut response = next.run(request).instrument(span.clone()).await;
     let route = response
         .extensions()

@@ -78,17 +78,43 @@ impl NewEvent {
         }
     }
 
-    /// Sets the reason.
+    /// Sets the reason, cut to [`REASON_MAX`] bytes.
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
-        self.reason = Some(reason.into());
+        self.reason = Some(clip(&reason.into(), REASON_MAX));
         self
     }
 
-    /// Sets the details object.
+    /// Sets the details object; one whose JSON text is longer than [`DETAILS_MAX`] bytes is
+    /// replaced by `{"truncated": true, "bytes": N}`. Callers keep their fields short; this
+    /// is the backstop that keeps a client-sized string from becoming a client-sized row.
     pub fn details(mut self, details: serde_json::Value) -> Self {
-        self.details = details;
+        let bytes = details.to_string().len();
+        self.details = if bytes > DETAILS_MAX {
+            serde_json::json!({"truncated": true, "bytes": bytes})
+        } else {
+            details
+        };
         self
     }
+}
+
+/// Longest audit `reason`, in bytes.
+pub const REASON_MAX: usize = 1024;
+
+/// Longest audit `details` JSON text, in bytes.
+pub const DETAILS_MAX: usize = 8 << 10;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…(N bytes)` appended
+/// when cut (N the original length): for client-controlled text in audit rows and logs.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…({} bytes)", &text[..cut], text.len())
 }
 
 /// A stored event.
@@ -234,6 +260,20 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn client_sized_reasons_and_details_are_bounded() {
+        let event = NewEvent::new("auth", Decision::Deny)
+            .reason("é".repeat(5000))
+            .details(serde_json::json!({"route": "a".repeat(DETAILS_MAX)}));
+        let reason = event.reason.unwrap();
+        assert!(reason.len() <= REASON_MAX + 32, "{}", reason.len());
+        assert!(reason.ends_with("…(10000 bytes)"), "{reason}");
+        assert_eq!(event.details["truncated"], true);
+        let small = NewEvent::new("auth", Decision::Deny).details(serde_json::json!({"a": 1}));
+        assert_eq!(small.details["a"], 1);
+        assert_eq!(clip("short", 10), "short");
+    }
 
     fn chain(n: i64) -> Vec<Event> {
         let mut prev = GENESIS_HASH.to_string();

@@ -207,6 +207,9 @@ pub struct Principal {
     pub scopes: Scopes,
 }
 
+/// Longest [`Failure::detail`], in bytes.
+pub const DETAIL_MAX: usize = 256;
+
 /// Why authentication failed: the `reason` label of `warden_auth_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -255,7 +258,8 @@ pub struct Failure {
     pub reason: Reason,
     /// Which credential type was presented, when one was.
     pub method: Option<Method>,
-    /// More detail (key id, verifier error); never the credential.
+    /// More detail (key id, verifier error), at most [`DETAIL_MAX`] bytes; never the
+    /// credential.
     pub detail: String,
 }
 
@@ -264,7 +268,8 @@ impl Failure {
         Failure {
             reason,
             method,
-            detail: detail.into(),
+            // Verifier messages quote parts of the token (an `alg` or `kid` of any length).
+            detail: crate::audit::clip(&detail.into(), DETAIL_MAX),
         }
     }
 }
@@ -647,6 +652,27 @@ mod tests {
 
     fn reason(result: Result<Principal, Failure>) -> Reason {
         result.expect_err("token accepted").reason
+    }
+
+    /// Review (session 5): the verifier's message quoted a 100 KB `alg` whole, and it went
+    /// into the audit chain before any authentication.
+    #[test]
+    fn failure_details_are_bounded_whatever_the_token_says() {
+        let v = hs_verifier("");
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let token = format!(
+            "{}.{}.sig",
+            b64(json!({"alg": "x".repeat(100_000), "kid": "y".repeat(100_000)})),
+            b64(json!({"sub": "a", "exp": now() + 60}))
+        );
+        let failure = v.verify(&token).expect_err("token accepted");
+        assert!(
+            failure.detail.len() <= DETAIL_MAX + 32,
+            "{}",
+            failure.detail.len()
+        );
     }
 
     #[test]

@@ -1240,6 +1240,15 @@ fn fetch_audit_events_keep_no_credentials_or_query_values() {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
+    // A URL longer than 8 KiB is refused before anything (its host would reach the audit
+    // log whole through the denial message).
+    let long = format!("http://{}.com/", "a".repeat(9000));
+    let body = problem(
+        server.post("/v1/fetch", &key, json!({"url": long})),
+        422,
+        "invalid-body",
+    );
+    assert_eq!(body["field"], "url");
     let all = events.iter().map(Value::to_string).collect::<String>();
     assert!(all.contains("?***"), "{all}");
     assert!(all.contains("***@127.0.0.1"), "{all}");
