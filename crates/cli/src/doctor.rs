@@ -139,52 +139,65 @@ pub fn main(args: DoctorArgs) -> ExitCode {
             score: score.map(|(p, t, _)| format!("{p}/{t}")),
         };
         match serde_json::to_string_pretty(&out) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => {
+                if let Err(e) = outln!("{text}") {
+                    return crate::broken_stdout(&e);
+                }
+            }
             Err(e) => {
                 eprintln!("warden: error: {e}");
                 return ExitCode::from(2);
             }
         }
     } else {
-        println!("Isolation layers on this host:");
+        let mut lines = vec!["Isolation layers on this host:".to_string()];
         for status in &report.layers {
             let mark = if status.available {
                 "ok     "
             } else {
                 "MISSING"
             };
-            println!("  {mark} {:<13} {}", status.layer.name(), status.detail);
+            lines.push(format!(
+                "  {mark} {:<13} {}",
+                status.layer.name(),
+                status.detail
+            ));
             if !status.available {
                 if let Some(remedy) = &status.remedy {
-                    println!("          why/fix: {remedy}");
+                    lines.push(format!("          why/fix: {remedy}"));
                 }
-                println!("          Warden:  {}", consequence(status));
+                lines.push(format!("          Warden:  {}", consequence(status)));
             }
         }
         if all_available {
-            println!("All layers available.");
+            lines.push("All layers available.".to_string());
         }
         match &self_test {
-            Ok(()) => println!("Self-test: a real sandbox ran `true` under every available layer."),
-            Err(e) => println!("Self-test FAILED: {e}"),
+            Ok(()) => lines.push(
+                "Self-test: a real sandbox ran `true` under every available layer.".to_string(),
+            ),
+            Err(e) => lines.push(format!("Self-test FAILED: {e}")),
         }
         for advice in &report.advisories {
-            println!("Advice (speed, not safety): {advice}");
+            lines.push(format!("Advice (speed, not safety): {advice}"));
         }
         if let (Some(items), Some((passed, total, _))) = (&posture, score) {
-            println!("Deployment posture:");
+            lines.push("Deployment posture:".to_string());
             for i in items {
                 let mark = match i.status {
                     Status::Pass => "pass",
                     Status::Warn => "WARN",
                     Status::Fail => "FAIL",
                 };
-                println!("  {mark} {:<22} {}", i.id, i.detail);
+                lines.push(format!("  {mark} {:<22} {}", i.id, i.detail));
                 if let Some(fix) = &i.fix {
-                    println!("       fix: {fix}");
+                    lines.push(format!("       fix: {fix}"));
                 }
             }
-            println!("Score: {passed}/{total} passed");
+            lines.push(format!("Score: {passed}/{total} passed"));
+        }
+        if let Err(e) = outln!("{}", lines.join("\n")) {
+            return crate::broken_stdout(&e);
         }
     }
     if all_available && self_test.is_ok() && !posture_failed {

@@ -111,6 +111,9 @@ fn cli_event(action: &str) -> NewEvent {
     event
 }
 
+/// 9999-12-31T23:59:59Z in Unix seconds: the last instant RFC 3339 (and humantime) can write.
+const LAST_RFC3339_SECOND: i64 = 253_402_300_799;
+
 /// Runs `warden keys …`.
 pub fn keys_main(store: StoreArgs, command: KeysCommand) -> ExitCode {
     run(async move {
@@ -130,10 +133,19 @@ pub fn keys_main(store: StoreArgs, command: KeysCommand) -> ExitCode {
                                 "--expires {text}: expected a duration such as 30d, 12h or 90min"
                             )
                         })?;
-                        Some(
-                            unix_now()
-                                .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-                        )
+                        let at = unix_now()
+                            .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                        if d.as_secs() == 0 {
+                            anyhow::bail!(
+                                "--expires {text}: the key would be expired at once; give at least 1s"
+                            );
+                        }
+                        if at > LAST_RFC3339_SECOND {
+                            anyhow::bail!(
+                                "--expires {text}: past the year 9999; leave --expires out for a key that does not expire"
+                            );
+                        }
+                        Some(at)
                     }
                     None => None,
                 };
@@ -148,7 +160,12 @@ pub fn keys_main(store: StoreArgs, command: KeysCommand) -> ExitCode {
                     })))
                     .await?;
                 store.close().await;
-                println!("{key}");
+                outln!("{key}").with_context(|| {
+                    format!(
+                        "cannot write the new key {} to stdout; revoke it (`warden keys revoke {}`) and create another",
+                        info.id, info.id
+                    )
+                })?;
                 eprintln!(
                     "created key {} ({}) with scopes {}; it is shown only this once, store it now",
                     info.id, info.name, info.scopes
@@ -171,16 +188,22 @@ pub fn keys_main(store: StoreArgs, command: KeysCommand) -> ExitCode {
                     if json {
                         let mut v = serde_json::to_value(&key)?;
                         v["state"] = state.into();
-                        println!("{v}");
+                        outln!("{v}").context("write to stdout")?;
                     } else {
                         let time = |t: i64| {
-                            humantime::format_rfc3339_seconds(
+                            // Display fails (and to_string would panic) past the year 9999,
+                            // which a store written by an older version may hold.
+                            let mut text = String::new();
+                            let stamp = humantime::format_rfc3339_seconds(
                                 std::time::UNIX_EPOCH
                                     + std::time::Duration::from_secs(t.max(0) as u64),
-                            )
-                            .to_string()
+                            );
+                            match std::fmt::Write::write_fmt(&mut text, format_args!("{stamp}")) {
+                                Ok(()) => text,
+                                Err(_) => format!("@{t}"),
+                            }
                         };
-                        println!(
+                        outln!(
                             "{}  {:8}  {:22}  created {}  expires {}  {}",
                             key.id,
                             state,
@@ -188,7 +211,8 @@ pub fn keys_main(store: StoreArgs, command: KeysCommand) -> ExitCode {
                             time(key.created_at),
                             key.expires_at.map_or_else(|| "never".to_string(), time),
                             key.name
-                        );
+                        )
+                        .context("write to stdout")?;
                     }
                 }
                 Ok(ExitCode::SUCCESS)
@@ -228,14 +252,17 @@ pub fn audit_main(store: StoreArgs, command: AuditCommand) -> ExitCode {
         let code = match command {
             AuditCommand::Verify => match store.verify_audit().await? {
                 Ok(head) => {
-                    println!(
+                    outln!(
                         "audit log intact: {} events; head seq {} hash {}",
-                        head.events, head.last_seq, head.last_hash
-                    );
+                        head.events,
+                        head.last_seq,
+                        head.last_hash
+                    )
+                    .context("write to stdout")?;
                     ExitCode::SUCCESS
                 }
                 Err(broken) => {
-                    println!("audit log BROKEN: {broken}");
+                    outln!("audit log BROKEN: {broken}").context("write to stdout")?;
                     ExitCode::FAILURE
                 }
             },

@@ -3,6 +3,16 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` that returns the write's `io::Result` instead of panicking when stdout is closed
+/// or failing (a pipe whose reader left, a full disk): `warden url check … | head -0` must
+/// still exit with its documented code, and a proxy whose log is gone must keep answering.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod doctor;
 mod keys;
 mod mcp;
@@ -58,6 +68,13 @@ enum Command {
     /// Generate development secrets.
     #[command(subcommand)]
     Secrets(keys::SecretsCommand),
+}
+
+/// Exit status 1 after stdout failed, saying so on stderr (itself allowed to fail).
+fn broken_stdout(e: &std::io::Error) -> ExitCode {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "warden: cannot write to stdout: {e}");
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {

@@ -72,9 +72,11 @@ fn run(args: &ProxyArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
         let local = listener.local_addr().context("listening address")?;
         eprintln!("warden proxy: listening on {local}");
+        // A log line that cannot be written (stdout closed or full) is dropped: the proxy
+        // keeps answering (println! would panic in the connection's task and reset it).
         let log = Arc::new(|line: ConnectionLog| {
             if let Ok(json) = serde_json::to_string(&line) {
-                println!("{json}");
+                let _ = outln!("{json}");
             }
         });
         let shutdown = async {

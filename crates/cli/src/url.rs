@@ -191,10 +191,11 @@ fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
         }
         Err(warden_egress::FetchError::Denied { url, denial }) => {
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"allowed": false, "url": url, "denial": denial, "reason": denial.to_string()})
-                );
+                )
+                .map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
             }
             eprintln!("warden: denied: {url}: {denial}");
             Ok(ExitCode::from(if matches!(denial, Denial::Parse { .. }) {
@@ -265,19 +266,27 @@ fn check(args: &CheckArgs) -> ExitCode {
             reason: result.as_ref().err().map(ToString::to_string),
         };
         match serde_json::to_string(&report) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => {
+                if let Err(e) = outln!("{line}") {
+                    return crate::broken_stdout(&e);
+                }
+            }
             Err(e) => {
                 eprintln!("warden: error: {e}");
                 return ExitCode::from(EXIT_USAGE);
             }
         }
     } else {
-        match &result {
-            Ok(target) => println!("{target}"),
+        let printed = match &result {
+            Ok(target) => outln!("{target}"),
             Err(Denial::Parse { reason }) => {
-                eprintln!("warden: `{}` is not a URL: {reason}", args.url)
+                eprintln!("warden: `{}` is not a URL: {reason}", args.url);
+                Ok(())
             }
-            Err(denial) => println!("denied: {denial}"),
+            Err(denial) => outln!("denied: {denial}"),
+        };
+        if let Err(e) = printed {
+            return crate::broken_stdout(&e);
         }
     }
     code

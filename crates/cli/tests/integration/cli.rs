@@ -407,3 +407,17 @@ fn doctor_runs_a_real_sandbox_and_reports_when_it_cannot() {
         .contains("CAP_KILL"));
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Review (session 5): a stdout that cannot be written made `println!` panic (exit 101).
+#[test]
+fn a_failing_stdout_is_an_error_not_a_panic() {
+    let out = warden()
+        .args(["url", "check", "--json", "http://127.0.0.1/"])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -145,6 +145,34 @@ fn proxy_denies_with_403_and_a_reason_header() {
     }
 }
 
+/// Review (session 5): with its stdout gone, the proxy panicked writing each log line, in the
+/// connection's task, and every client got a reset instead of its answer.
+#[test]
+fn proxy_keeps_answering_when_its_log_cannot_be_written() {
+    let mut proxy = Proxy::start(&[]);
+    drop(proxy.child.stdout.take());
+    for _ in 0..3 {
+        let answer = proxy.exchange(
+            "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\nConnection: close\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    }
+    let mut stderr = String::new();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &proxy.child.id().to_string()])
+        .status();
+    proxy
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = proxy.child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
 #[test]
 fn proxy_takes_its_policy_from_a_config_file() {
     let port = serve_once_each(HELLO);

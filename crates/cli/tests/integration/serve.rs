@@ -1254,6 +1254,41 @@ fn fetch_audit_events_keep_no_credentials_or_query_values() {
     assert!(all.contains("***@127.0.0.1"), "{all}");
 }
 
+/// Review (session 5): `--expires 8000y` was stored, and every later `keys list` panicked
+/// formatting a date past the year 9999; `--expires 0s` made a key that was expired at once.
+#[test]
+fn key_expiries_must_be_writable_dates_in_the_future() {
+    let server = Server::start("");
+    for (expires, says) in [("8000y", "9999"), ("0s", "at least 1s")] {
+        let (code, _, err) = server.cli(&[
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "fetch",
+            "--expires",
+            expires,
+        ]);
+        assert_ne!(code, 0, "--expires {expires} accepted");
+        assert!(err.contains("--expires") && err.contains(says), "{err}");
+    }
+    let (code, _, err) = server.cli(&[
+        "keys",
+        "create",
+        "--name",
+        "far",
+        "--scope",
+        "fetch",
+        "--expires",
+        "7000y",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = server.cli(&["keys", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("far"), "{out}");
+}
+
 #[test]
 fn audit_verify_passes_then_detects_an_edited_and_a_deleted_event() {
     let mut server = Server::start("");
