@@ -204,8 +204,15 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<Spec> {
 /// cannot exhaust Warden's memory.
 fn read_input(host: &std::path::Path, room: u64) -> anyhow::Result<(Vec<u8>, u32)> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let context = || format!("--file {}: cannot read host file", host.display());
-    let file = std::fs::File::open(host).with_context(context)?;
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever;
+    // the type check below then refuses it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(host)
+        .with_context(context)?;
     let meta = file.metadata().with_context(context)?;
     if !meta.is_file() {
         bail!("--file {}: not a regular file", host.display());

@@ -61,6 +61,11 @@ pub use supervisor::{
 /// [`init::SUPERVISOR_PID_ENV`]).
 pub const INIT_ARG: &str = "__warden-sandbox-init";
 
+/// Largest per-stream output cap ([`Limits::output_bytes`]), in bytes: the kept output lives in
+/// the supervisor's memory, outside the sandbox's memory cgroup, so an untrusted program must
+/// not be able to make it arbitrarily large.
+pub const MAX_OUTPUT_BYTES: u64 = 256 << 20;
+
 /// Uid and gid the program runs as inside the sandbox.
 pub const SANDBOX_UID: u32 = 1000;
 
@@ -169,7 +174,8 @@ pub struct Limits {
     pub tmpfs_bytes: u64,
     /// Size of the working directory tmpfs ([`WORKDIR`]) in bytes.
     pub workdir_bytes: u64,
-    /// Bytes kept per output stream (stdout, stderr); the rest is drained and counted.
+    /// Bytes kept per output stream (stdout, stderr), at most [`MAX_OUTPUT_BYTES`]; the rest is
+    /// drained and counted.
     pub output_bytes: u64,
     /// Maximum number of open files per process (`RLIMIT_NOFILE`).
     pub open_files: u64,
@@ -219,7 +225,8 @@ impl Limits {
                 got: got.to_string(),
             }
         }
-        if self.timeout.is_zero() || self.timeout > Duration::from_secs(24 * 3600) {
+        if self.timeout < Duration::from_millis(1) || self.timeout > Duration::from_secs(24 * 3600)
+        {
             return Err(bad(
                 "timeout",
                 "between 1 ms and 86400 s",
@@ -241,8 +248,12 @@ impl Limits {
         if self.workdir_bytes < 4096 {
             return Err(bad("workdir-size", "at least 4K", self.workdir_bytes));
         }
-        if self.output_bytes == 0 {
-            return Err(bad("output-limit", "at least 1 byte", self.output_bytes));
+        if self.output_bytes == 0 || self.output_bytes > MAX_OUTPUT_BYTES {
+            return Err(bad(
+                "output-limit",
+                "between 1 byte and 256M",
+                self.output_bytes,
+            ));
         }
         if self.open_files < 16 {
             return Err(bad("open-files", "at least 16", self.open_files));
@@ -428,6 +439,14 @@ pub enum Error {
     /// An input file is not a path under the working directory.
     #[error("input file path `{0}` must be relative to {WORKDIR} without `..`")]
     BadInputPath(String),
+    /// Two input files name the same path, or one would be a directory of the other.
+    #[error("input files `{first}` and `{second}` collide: each path may be given once, and a file cannot also be a directory of another")]
+    ConflictingInputPaths {
+        /// The path given first.
+        first: String,
+        /// The path that collides with it.
+        second: String,
+    },
     /// The init binary could not be started.
     #[error("cannot start the sandbox init `{path}`")]
     Spawn {

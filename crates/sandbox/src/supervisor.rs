@@ -194,6 +194,7 @@ impl Sandbox {
             check_input_path(&file.path)?;
             input_bytes = input_bytes.saturating_add(file.contents.len() as u64);
         }
+        check_input_paths_distinct(&spec.files)?;
         let input_limit = spec.limits.workdir_bytes.min(MAX_INPUT_BYTES);
         if input_bytes > input_limit {
             return Err(Error::InputTooLarge {
@@ -356,6 +357,29 @@ fn id_map_covers(map: &str, base: u32, count: u32) -> bool {
         }
     }
     next >= end
+}
+
+/// Rejects two input files at one path, or a file that another's path would need as a
+/// directory (`a` and `a/b`): the init could only fail on them half-way through the setup.
+/// Paths must already have passed [`check_input_path`].
+fn check_input_paths_distinct(files: &[crate::InputFile]) -> Result<(), Error> {
+    let relative = |path: &str| -> PathBuf {
+        let p = Path::new(path);
+        p.strip_prefix(WORKDIR).unwrap_or(p).to_path_buf()
+    };
+    for (i, a) in files.iter().enumerate() {
+        let pa = relative(&a.path);
+        for b in &files[i + 1..] {
+            let pb = relative(&b.path);
+            if pa.starts_with(&pb) || pb.starts_with(&pa) {
+                return Err(Error::ConflictingInputPaths {
+                    first: a.path.clone(),
+                    second: b.path.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rejects input paths that are absolute outside the working directory or contain `..`.
@@ -928,6 +952,27 @@ mod tests {
         let sb = sandbox_with(&[]);
         let allowed: BTreeSet<_> = [Layer::Seccomp].into();
         assert!(sb.missing_layers(&allowed).unwrap().is_empty());
+    }
+
+    /// Review (session 5): `a` and `a/b`, or one path twice, reached the init, which failed
+    /// half-way ("Not a directory") or kept the last copy silently.
+    #[test]
+    fn input_paths_must_not_collide() {
+        let file = |path: &str| crate::InputFile {
+            path: path.to_string(),
+            contents: Vec::new(),
+            mode: 0o644,
+        };
+        for (a, b) in [("a", "a"), ("a", "a/b"), ("x/y/z", "x/y"), ("/work/a", "a")] {
+            assert!(
+                matches!(
+                    check_input_paths_distinct(&[file("ok"), file(a), file(b)]),
+                    Err(Error::ConflictingInputPaths { .. })
+                ),
+                "{a} {b}"
+            );
+        }
+        check_input_paths_distinct(&[file("a"), file("ab"), file("b/a"), file("a.txt")]).unwrap();
     }
 
     #[test]

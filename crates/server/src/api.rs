@@ -321,6 +321,7 @@ impl Run {
                     warden_sandbox::Error::Limits(_)
                         | warden_sandbox::Error::InputTooLarge { .. }
                         | warden_sandbox::Error::BadInputPath(_)
+                        | warden_sandbox::Error::ConflictingInputPaths { .. }
                 );
                 state
                     .metrics

@@ -581,10 +581,13 @@ impl Config {
         if sb.max_memory_mb < 4 {
             return Err(invalid("sandbox.max_memory_mb", "must be at least 4 (MiB)"));
         }
-        if sb.max_output_bytes == 0 {
+        if sb.max_output_bytes == 0 || sb.max_output_bytes > warden_sandbox::MAX_OUTPUT_BYTES {
             return Err(invalid(
                 "sandbox.max_output_bytes",
-                "must be at least 1 byte",
+                format!(
+                    "must be between 1 and {} bytes (output is kept in the server's memory)",
+                    warden_sandbox::MAX_OUTPUT_BYTES
+                ),
             ));
         }
         if sb.cgroup_parent.is_empty() || sb.cgroup_parent.split('/').any(|c| c == "..") {

@@ -167,11 +167,33 @@ impl Store {
     ///
     /// [`StoreError::DataDir`], [`StoreError::Open`] or [`StoreError::Migrate`].
     pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        // Owner-only: the store holds the audit log, key hashes, principals and client
+        // addresses. Directories made here are 0700; the database is created (or tightened to)
+        // 0600 before SQLite opens it, and SQLite gives its -wal and -shm files the database's
+        // mode. (Review, session 5: 0755 and 0644, which `warden doctor` itself failed.)
+        let data_dir_error = |source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
-        })?;
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(data_dir_error)?;
         let path = data_dir.join(DB_FILE);
+        let db = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(data_dir_error)?;
+        let mode = db.metadata().map_err(data_dir_error)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            db.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(data_dir_error)?;
+        }
+        drop(db);
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
@@ -586,6 +608,33 @@ mod tests {
 
     use super::*;
     use crate::audit::Decision;
+
+    /// Review (session 5): the store was created world-readable (0755 directory, 0644 files).
+    #[tokio::test]
+    async fn the_store_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let store = Store::open(&data).await.unwrap();
+        store
+            .create_key("x", &"fetch".parse().unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(mode(&data), 0o700);
+        for file in ["warden.db", "warden.db-wal", "warden.db-shm"] {
+            let path = data.join(file);
+            if path.exists() {
+                assert_eq!(mode(&path), 0o600, "{file}");
+            }
+        }
+        store.close().await;
+        // An existing database is tightened.
+        std::fs::set_permissions(data.join("warden.db"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        Store::open(&data).await.unwrap().close().await;
+        assert_eq!(mode(&data.join("warden.db")), 0o600);
+    }
 
     #[tokio::test]
     async fn keys_are_stored_as_hashes_and_revoked() {

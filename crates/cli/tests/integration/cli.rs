@@ -126,6 +126,28 @@ fn bad_flags_are_refused_with_the_flag_named() {
             "invalid cgroup parent",
         ),
         (vec!["run", "--bogus-flag", "--", "true"], "--bogus-flag"),
+        // Review (session 5): no upper bound (the kept output is in warden's own memory),
+        // sub-millisecond timeouts, colliding input paths.
+        (
+            vec!["run", "--output-limit", "300M", "--", "true"],
+            "output-limit",
+        ),
+        (
+            vec!["run", "--timeout", "0.0000001", "--", "true"],
+            "timeout",
+        ),
+        (
+            vec![
+                "run",
+                "--file",
+                "/etc/hostname:a",
+                "--file",
+                "/etc/hostname:a/b",
+                "--",
+                "true",
+            ],
+            "collide",
+        ),
         (vec!["run"], "PROGRAM"),
     ] {
         let (code, out, err) = status_of(&args);
@@ -420,4 +442,50 @@ fn a_failing_stdout_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write to stdout"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Review (session 5): `--file` and `--data @` on a FIFO blocked in open(2) for ever.
+#[test]
+fn a_fifo_input_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let fifo = fifo.to_str().unwrap();
+    for args in [
+        vec![
+            "run".to_string(),
+            "--file".into(),
+            format!("{fifo}:x"),
+            "--".into(),
+            "true".into(),
+        ],
+        vec![
+            "fetch".to_string(),
+            "--data".into(),
+            format!("@{fifo}"),
+            "http://127.0.0.1:9/".into(),
+        ],
+    ] {
+        let mut child = warden()
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} waited on the FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains("not a regular file"), "{args:?}: {stderr}");
+    }
 }
