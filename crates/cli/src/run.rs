@@ -239,6 +239,16 @@ pub fn main(args: RunArgs) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("warden: error: {e:#}");
+            if args.json {
+                // No Outcome exists; a caller reading the last line of stdout still gets one
+                // JSON object, which says so (exit status 125 as without --json).
+                let line = serde_json::json!({
+                    "error": format!("{e:#}"),
+                    "exit_code": null,
+                    "warden_failed": true,
+                });
+                let _ = outln!("{line}");
+            }
             ExitCode::from(EXIT_WARDEN_FAILED)
         }
     }

@@ -221,8 +221,13 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Longest plain-text client-error body [`problemify`] keeps as the problem's `detail`, in
+/// bytes.
+const PLAIN_DETAIL_MAX: usize = 1024;
+
 /// Middleware: an error response that is not already a problem (axum's 404/405, tower-http's
-/// 408 and 413) becomes one, keeping its status and headers.
+/// 408 and 413, rmcp's plain-text refusals on `/mcp`) becomes one, keeping its status and
+/// headers; a short plain-text client-error body becomes its `detail`.
 pub async fn problemify(request: Request<Body>, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -239,6 +244,20 @@ pub async fn problemify(request: Request<Body>, next: Next) -> Response {
         return response;
     }
     let kind = Kind::for_status(status);
+    let (mut parts, body) = response.into_parts();
+    // A client error's own text (rmcp's on /mcp: "expected JSON-RPC", a missing Accept, an
+    // unknown protocol version) says what to fix; keep it when it is short. Server errors'
+    // texts stay out of responses.
+    let own_text = if status.is_client_error() {
+        axum::body::to_bytes(body, PLAIN_DETAIL_MAX)
+            .await
+            .ok()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    } else {
+        None
+    };
     let detail = match kind {
         Kind::NotFound => "no such route".to_string(),
         Kind::MethodNotAllowed => "this route does not accept that method".to_string(),
@@ -246,12 +265,13 @@ pub async fn problemify(request: Request<Body>, next: Next) -> Response {
         Kind::PayloadTooLarge => {
             "the request body is larger than the server accepts (server.max_body_bytes)".to_string()
         }
-        _ => status
-            .canonical_reason()
-            .unwrap_or("request failed")
-            .to_string(),
+        _ => own_text.unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_string()
+        }),
     };
-    let (mut parts, _) = response.into_parts();
     let mut problem = Problem::new(kind, detail);
     problem.status = status.as_u16();
     let fresh = problem.into_response();

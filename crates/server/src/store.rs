@@ -630,8 +630,11 @@ mod tests {
         }
         store.close().await;
         // An existing database is tightened.
-        std::fs::set_permissions(data.join("warden.db"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(
+            data.join("warden.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         Store::open(&data).await.unwrap().close().await;
         assert_eq!(mode(&data.join("warden.db")), 0o600);
     }

@@ -489,3 +489,19 @@ fn a_fifo_input_is_refused_not_waited_on() {
         assert!(stderr.contains("not a regular file"), "{args:?}: {stderr}");
     }
 }
+
+/// Review (session 5): `warden run --json` printed nothing on stdout when Warden itself failed,
+/// so a caller reading the last line had nothing to parse.
+#[test]
+fn run_json_reports_a_warden_failure_as_json() {
+    let out = warden()
+        .args(["run", "--json", "--file", "/nonexistent:x", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap();
+    assert_eq!(last["warden_failed"], true, "{last}");
+    assert!(last["error"].as_str().unwrap().contains("--file"), "{last}");
+}

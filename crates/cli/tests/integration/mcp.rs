@@ -494,6 +494,35 @@ fn http_endpoint_refuses_missing_and_bad_keys() {
         .any(|e| e["action"] == "execution" || e["action"] == "fetch"));
 }
 
+/// Review (session 5): rmcp's own reason for refusing a request (bad JSON, a missing
+/// `Accept`) was replaced by the bare status phrase; it is the problem's detail now.
+#[test]
+fn http_endpoint_says_why_it_refuses_a_malformed_request() {
+    let server = Server::start("");
+    let (key, _) = key_and_principal(&server, "execute");
+    let response = http()
+        .post(mcp_url(&server))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body("{bad")
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    assert!((400..500).contains(&status), "{status}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().unwrap();
+    let detail = body["detail"].as_str().unwrap();
+    let phrase = reqwest::StatusCode::from_u16(status)
+        .unwrap()
+        .canonical_reason()
+        .unwrap();
+    assert_ne!(detail, phrase, "only the status phrase: {body}");
+}
+
 #[test]
 fn http_tool_calls_need_their_scope() {
     let server = Server::start("");
