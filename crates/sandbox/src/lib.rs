@@ -236,8 +236,10 @@ impl Limits {
         if self.memory_bytes < (4 << 20) {
             return Err(bad("memory", "at least 4M", self.memory_bytes));
         }
-        if self.pids < 1 || self.pids > 1 << 22 {
-            return Err(bad("pids", "between 1 and 4194304", self.pids));
+        // pids.max takes at most PID_MAX_LIMIT (2^22), and the cgroup also holds Warden's two
+        // init processes (stage 1 and PID 1).
+        if self.pids < 1 || self.pids > (1 << 22) - 2 {
+            return Err(bad("pids", "between 1 and 4194302", self.pids));
         }
         if !self.cpus.is_finite() || self.cpus < 0.01 || self.cpus > 1024.0 {
             return Err(bad("cpus", "between 0.01 and 1024", self.cpus));

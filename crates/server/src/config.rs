@@ -34,9 +34,10 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file or an environment value does not parse, or names an unknown key.
+    /// The file or an environment value does not parse, or names an unknown key. The message
+    /// is figment's, whole; it is not also the error's `source`, which printed it twice.
     #[error("configuration: {0}")]
-    Parse(#[from] Box<figment::Error>),
+    Parse(Box<figment::Error>),
     /// A value is out of range or inconsistent.
     #[error("configuration: `{key}` {problem}")]
     Invalid {
@@ -56,6 +57,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(e: Box<figment::Error>) -> Self {
+        ConfigError::Parse(e)
+    }
 }
 
 fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {

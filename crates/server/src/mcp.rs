@@ -40,8 +40,9 @@
 //!
 //! Failures the model can act on (policy denial, unknown language, bad field, queue full,
 //! lockdown) are tool results with `isError: true` whose text names the reason and whose
-//! structured content is the API's RFC 9457 problem document. Protocol errors are kept for
-//! calls that cannot be routed (unknown tool, arguments that do not match the schema).
+//! structured content is the API's RFC 9457 problem document. Arguments that do not match a
+//! tool's schema are tool errors too (rmcp's "failed to deserialize parameters: …"); a
+//! protocol error (-32602) is kept for a call that cannot be routed (an unknown tool).
 //!
 //! # Limitations
 //!
