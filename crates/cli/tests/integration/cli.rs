@@ -132,7 +132,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
             vec!["run", "--output-limit", "300M", "--", "true"],
             "output-limit",
         ),
-        (vec!["run", "--pids", "4194303", "--", "true"], "pids"),
+        (vec!["run", "--pids", "4194303", "--", "true"], "--pids"),
         (
             vec!["run", "--timeout", "0.0000001", "--", "true"],
             "timeout",
