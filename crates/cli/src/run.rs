@@ -217,6 +217,9 @@ fn read_input(host: &std::path::Path, room: u64) -> anyhow::Result<(Vec<u8>, u32
     if !meta.is_file() {
         bail!("--file {}: not a regular file", host.display());
     }
+    // Blocking again for the read: a FUSE file system may honour O_NONBLOCK with EAGAIN.
+    let flags = rustix::fs::fcntl_getfl(&file).with_context(context)?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK).with_context(context)?;
     let mut contents = Vec::new();
     file.take(room.saturating_add(1))
         .read_to_end(&mut contents)

@@ -151,7 +151,10 @@ fn fetch(args: &FetchArgs) -> anyhow::Result<ExitCode> {
     }
     request.body = match &args.data {
         Some(data) => match data.strip_prefix('@') {
-            Some(path) => Some(read_data_file(path)?),
+            // Any readable file, pipes included (`@/dev/stdin`, `@<(jq …)`).
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("--data @{path}: {e}"))?)
+            }
             None => Some(data.clone().into_bytes()),
         },
         None => None,
@@ -288,25 +291,4 @@ fn check(args: &CheckArgs) -> ExitCode {
         }
     }
     code
-}
-
-/// Reads `--data @FILE`: a regular file (a FIFO would block the open until a writer came).
-fn read_data_file(path: &str) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("--data @{path}: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| anyhow::anyhow!("--data @{path}: {e}"))?;
-    if !meta.is_file() {
-        anyhow::bail!("--data @{path}: not a regular file");
-    }
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
-        .map_err(|e| anyhow::anyhow!("--data @{path}: {e}"))?;
-    Ok(data)
 }

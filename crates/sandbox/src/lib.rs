@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 pub use size::{format_size, parse_size, SizeError};
 pub use supervisor::{
     CancelFlag, ListenerHandler, RunIo, Sandbox, DEFAULT_UID_BASE, DEFAULT_UID_COUNT,
-    MAX_INPUT_BYTES,
+    MAX_INPUT_BYTES, MAX_INPUT_FILES,
 };
 
 /// First argument that makes the `warden` binary (or any binary that embeds this crate) run
@@ -441,6 +441,14 @@ pub enum Error {
     /// An input file is not a path under the working directory.
     #[error("input file path `{0}` must be relative to {WORKDIR} without `..`")]
     BadInputPath(String),
+    /// More input files than [`MAX_INPUT_FILES`].
+    #[error("{count} input files; at most {max} are accepted")]
+    TooManyInputFiles {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Two input files name the same path, or one would be a directory of the other.
     #[error("input files `{first}` and `{second}` collide: each path may be given once, and a file cannot also be a directory of another")]
     ConflictingInputPaths {

@@ -38,6 +38,9 @@ pub const DEFAULT_UID_COUNT: u32 = 65_536;
 /// Largest total of input files one execution accepts (they travel in the control channel).
 pub const MAX_INPUT_BYTES: u64 = 128 << 20;
 
+/// Most input files one execution accepts.
+pub const MAX_INPUT_FILES: usize = 1000;
+
 /// Warden's own processes inside an execution's cgroup: stage 1 and the sandbox's PID 1.
 const INIT_PROCESSES: u64 = 2;
 
@@ -189,6 +192,12 @@ impl Sandbox {
     /// As [`Sandbox::run`].
     pub fn run_with(&self, spec: &Spec, io: RunIo) -> Result<Outcome, Error> {
         spec.limits.validate()?;
+        if spec.files.len() > MAX_INPUT_FILES {
+            return Err(Error::TooManyInputFiles {
+                count: spec.files.len(),
+                max: MAX_INPUT_FILES,
+            });
+        }
         let mut input_bytes = 0u64;
         for file in &spec.files {
             check_input_path(&file.path)?;
@@ -361,23 +370,37 @@ fn id_map_covers(map: &str, base: u32, count: u32) -> bool {
 
 /// Rejects two input files at one path, or a file that another's path would need as a
 /// directory (`a` and `a/b`): the init could only fail on them half-way through the setup.
-/// Paths must already have passed [`check_input_path`].
+/// Paths must already have passed [`check_input_path`]. Linear in the paths' total length:
+/// each file's path and each of its ancestors go into a set once.
 fn check_input_paths_distinct(files: &[crate::InputFile]) -> Result<(), Error> {
-    let relative = |path: &str| -> PathBuf {
-        let p = Path::new(path);
-        p.strip_prefix(WORKDIR).unwrap_or(p).to_path_buf()
+    use std::collections::HashMap;
+    // Path → the input that is a file there; directory → the first input that needs it.
+    let mut file_at: HashMap<&Path, &str> = HashMap::new();
+    let mut dir_at: HashMap<&Path, &str> = HashMap::new();
+    let conflict = |first: &str, second: &str| Error::ConflictingInputPaths {
+        first: first.to_string(),
+        second: second.to_string(),
     };
-    for (i, a) in files.iter().enumerate() {
-        let pa = relative(&a.path);
-        for b in &files[i + 1..] {
-            let pb = relative(&b.path);
-            if pa.starts_with(&pb) || pb.starts_with(&pa) {
-                return Err(Error::ConflictingInputPaths {
-                    first: a.path.clone(),
-                    second: b.path.clone(),
-                });
-            }
+    for file in files {
+        let p = Path::new(&file.path);
+        let rel = p.strip_prefix(WORKDIR).unwrap_or(p);
+        if let Some(first) = file_at.get(rel).or_else(|| dir_at.get(rel)) {
+            return Err(conflict(first, &file.path));
         }
+        for dir in rel.ancestors().skip(1) {
+            if dir.as_os_str().is_empty() {
+                break;
+            }
+            if let Some(first) = file_at.get(dir) {
+                return Err(conflict(first, &file.path));
+            }
+            if dir_at.contains_key(dir) {
+                // Seen before, and so were its ancestors.
+                break;
+            }
+            dir_at.insert(dir, &file.path);
+        }
+        file_at.insert(rel, &file.path);
     }
     Ok(())
 }
@@ -963,7 +986,13 @@ mod tests {
             contents: Vec::new(),
             mode: 0o644,
         };
-        for (a, b) in [("a", "a"), ("a", "a/b"), ("x/y/z", "x/y"), ("/work/a", "a")] {
+        for (a, b) in [
+            ("a", "a"),
+            ("a", "a/b"),
+            ("x/y/z", "x/y"),
+            ("/work/a", "a"),
+            ("p/q/r", "p"),
+        ] {
             assert!(
                 matches!(
                     check_input_paths_distinct(&[file("ok"), file(a), file(b)]),
@@ -972,7 +1001,15 @@ mod tests {
                 "{a} {b}"
             );
         }
-        check_input_paths_distinct(&[file("a"), file("ab"), file("b/a"), file("a.txt")]).unwrap();
+        check_input_paths_distinct(&[
+            file("a"),
+            file("ab"),
+            file("b/a"),
+            file("b/c/d"),
+            file("b/c/e"),
+            file("a.txt"),
+        ])
+        .unwrap();
     }
 
     #[test]

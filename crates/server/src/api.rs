@@ -322,6 +322,7 @@ impl Run {
                         | warden_sandbox::Error::InputTooLarge { .. }
                         | warden_sandbox::Error::BadInputPath(_)
                         | warden_sandbox::Error::ConflictingInputPaths { .. }
+                        | warden_sandbox::Error::TooManyInputFiles { .. }
                 );
                 state
                     .metrics

@@ -168,10 +168,13 @@ impl Store {
     /// [`StoreError::DataDir`], [`StoreError::Open`] or [`StoreError::Migrate`].
     pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        // Owner-only: the store holds the audit log, key hashes, principals and client
-        // addresses. Directories made here are 0700; the database is created (or tightened to)
-        // 0600 before SQLite opens it, and SQLite gives its -wal and -shm files the database's
-        // mode. (Review, session 5: 0755 and 0644, which `warden doctor` itself failed.)
+        // Not world-readable: the store holds the audit log, key hashes, principals and client
+        // addresses. Directories made here are 0700 and a new database 0600 (SQLite gives its
+        // -wal and -shm files the database's mode). An existing database keeps its owner and
+        // group bits (a data directory shared with an admin group stays usable); only its
+        // world bits are removed, by its owner, best effort (a read-only mount or another
+        // user's store is opened as it is). (Review, session 5: 0755 and 0644, which
+        // `warden doctor` itself failed.)
         let data_dir_error = |source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -182,18 +185,27 @@ impl Store {
             .create(data_dir)
             .map_err(data_dir_error)?;
         let path = data_dir.join(DB_FILE);
-        let db = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map_err(data_dir_error)?;
-        let mode = db.metadata().map_err(data_dir_error)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            db.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
-                .map_err(data_dir_error)?;
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    let mode = meta.permissions().mode();
+                    if mode & 0o007 != 0 {
+                        // Fails (EPERM, EROFS) unless we own it on a writable mount: fine.
+                        let _ = std::fs::set_permissions(
+                            &path,
+                            std::fs::Permissions::from_mode(mode & 0o770),
+                        );
+                    }
+                }
+            }
+            Err(e) => return Err(data_dir_error(e)),
         }
-        drop(db);
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
@@ -629,14 +641,14 @@ mod tests {
             }
         }
         store.close().await;
-        // An existing database is tightened.
+        // An existing database loses its world bits only (a group may share the store).
         std::fs::set_permissions(
             data.join("warden.db"),
-            std::fs::Permissions::from_mode(0o644),
+            std::fs::Permissions::from_mode(0o664),
         )
         .unwrap();
         Store::open(&data).await.unwrap().close().await;
-        assert_eq!(mode(&data.join("warden.db")), 0o600);
+        assert_eq!(mode(&data.join("warden.db")), 0o660);
     }
 
     #[tokio::test]
