@@ -101,10 +101,25 @@ pub struct AppState {
     pub resolver: Resolver,
     self_test: AtomicU8,
     self_test_detail: Mutex<String>,
+    /// The last store write check and when it ran (see [`STORE_CHECK_TTL`]).
+    store_check: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
     /// Whether responses are served over TLS (for HSTS).
     pub tls: bool,
     /// `server.trusted_proxies`: peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// How long a store write check stands for `/readyz`.
+const STORE_CHECK_TTL: Duration = Duration::from_secs(1);
+
+/// [`STORE_CHECK_TTL`]; an hour in this crate's unit tests, so that they do not depend on how
+/// fast the machine runs them.
+fn store_check_ttl() -> Duration {
+    if cfg!(test) {
+        Duration::from_secs(3600)
+    } else {
+        STORE_CHECK_TTL
+    }
 }
 
 /// Per-request facts every handler and audit event needs.
@@ -153,6 +168,7 @@ impl AppState {
             resolver: options.resolver,
             self_test: AtomicU8::new(SELF_TEST_PENDING),
             self_test_detail: Mutex::new("not run yet".into()),
+            store_check: tokio::sync::Mutex::new(None),
             tls: config.server.tls.is_some() || config.server.behind_tls_proxy,
             trusted_proxies,
             config,
@@ -198,10 +214,23 @@ impl AppState {
 
     /// The readiness report (`/readyz`).
     pub async fn readiness(&self) -> (bool, serde_json::Value) {
-        let store = self.store.check_writable().await.map_err(|e| {
-            tracing::error!(error = %e, "store is not writable");
-            "store is not writable (see the log)".to_string()
-        });
+        // One write per STORE_CHECK_TTL however often /readyz is called: it is open to anyone,
+        // and each check is an SQLite write (review, session 5). Concurrent calls wait for the
+        // one check in flight.
+        let store = {
+            let mut last = self.store_check.lock().await;
+            match last.as_ref() {
+                Some((at, result)) if at.elapsed() < store_check_ttl() => result.clone(),
+                _ => {
+                    let result = self.store.check_writable().await.map_err(|e| {
+                        tracing::error!(error = %e, "store is not writable");
+                        "store is not writable (see the log)".to_string()
+                    });
+                    *last = Some((Instant::now(), result.clone()));
+                    result
+                }
+            }
+        };
         let self_test = self.self_test.load(Ordering::SeqCst);
         let self_test_detail = self
             .self_test_detail
@@ -900,6 +929,15 @@ mod tests {
         assert_eq!(report["checks"]["sandbox_self_test"]["ok"], false);
         assert_eq!(report["checks"]["store_writable"]["ok"], true);
         assert!(state.metrics.encode().contains("warden_ready 0"));
+        // Calls within STORE_CHECK_TTL reuse the check: no write each (the row's time stays).
+        let checked = state.store.readiness_checked_at().await;
+        assert!(checked.is_some());
+        for _ in 0..5 {
+            // Past the timestamp's millisecond: a write would show.
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            call(&router, "/readyz", "api.test").await;
+        }
+        assert_eq!(state.store.readiness_checked_at().await, checked);
     }
 
     #[tokio::test]

@@ -262,6 +262,16 @@ impl Store {
         Ok(())
     }
 
+    /// When [`Store::check_writable`] last wrote (tests).
+    #[cfg(test)]
+    pub(crate) async fn readiness_checked_at(&self) -> Option<String> {
+        sqlx::query_scalar("SELECT checked_at FROM readiness WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+    }
+
     // ---- API keys -------------------------------------------------------------------------
 
     /// Creates a key; returns its info and the key itself (shown once, never stored).
