@@ -379,6 +379,31 @@ impl CgroupHost {
         }
     }
 
+    /// The mount points this host's hierarchies use that `mountinfo` shows mounted read-only
+    /// (the per-mount `ro` option, field 6 of proc(5)'s mountinfo): unprivileged Docker and
+    /// Kubernetes containers mount `/sys/fs/cgroup` so, and no cgroup can be made there.
+    pub fn read_only_mounts(&self, mountinfo: &str) -> Vec<PathBuf> {
+        let used: Vec<&Path> = match &self.layout {
+            Layout::V1 { mounts } => mounts.iter().map(|(_, p)| p.as_path()).collect(),
+            Layout::V2 { root, .. } => vec![root.as_path()],
+        };
+        let mut read_only: Vec<PathBuf> = Vec::new();
+        for line in mountinfo.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(mount_point), Some(options)) = (fields.get(4), fields.get(5)) else {
+                continue;
+            };
+            let mount_point = PathBuf::from(unescape_mountinfo(mount_point));
+            if options.split(',').any(|o| o == "ro")
+                && used.contains(&mount_point.as_path())
+                && !read_only.contains(&mount_point)
+            {
+                read_only.push(mount_point);
+            }
+        }
+        read_only
+    }
+
     /// The version in use.
     pub fn version(&self) -> CgroupVersion {
         match self.layout {
@@ -933,27 +958,33 @@ fn make_leaf(
 ) -> Result<PathBuf, CgroupError> {
     let leaf = root.join(parent).join(name);
     // A concurrent failing `create` may remove a parent level it made between our ensuring it
-    // and our mkdir of the leaf (ENOENT): make the levels again, a few times.
+    // and our use of it (mkdir of the next level or the leaf, or the write to its
+    // `cgroup.subtree_control`: ENOENT): make the levels again, a few times.
     let mut attempts = 3;
     loop {
-        let mut dir = root.to_path_buf();
-        enable_controllers(&dir, controllers, own_cgroup)?;
-        for level in parent.split('/') {
-            dir.push(level);
-            match fs::create_dir(&dir) {
-                Ok(()) => created.push(dir.clone()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(mkdir_error(&dir, e)),
-            }
+        let attempt = (|| {
+            let mut dir = root.to_path_buf();
             enable_controllers(&dir, controllers, own_cgroup)?;
-        }
-        match fs::create_dir(&leaf) {
-            Ok(()) => {
-                created.push(leaf.clone());
-                return Ok(leaf);
+            for level in parent.split('/') {
+                dir.push(level);
+                match fs::create_dir(&dir) {
+                    Ok(()) => created.push(dir.clone()),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(mkdir_error(&dir, e)),
+                }
+                enable_controllers(&dir, controllers, own_cgroup)?;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts > 1 => attempts -= 1,
-            Err(e) => return Err(mkdir_error(&leaf, e)),
+            fs::create_dir(&leaf).map_err(|e| mkdir_error(&leaf, e))?;
+            created.push(leaf.clone());
+            Ok(leaf.clone())
+        })();
+        match attempt {
+            Err(CgroupError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && attempts > 1 =>
+            {
+                attempts -= 1;
+            }
+            other => return other,
         }
     }
 }
@@ -1300,6 +1331,32 @@ mod tests {
                 fs::remove_file(entry.unwrap().path()).unwrap();
             }
         }
+    }
+
+    /// Review (session 5): a read-only cgroup mount (an unprivileged container's) was
+    /// reported usable, and every run then failed creating its cgroup.
+    #[test]
+    fn read_only_cgroup_mounts_are_found() {
+        let (_tmp, root) = v2_root("memory pids cpu\n");
+        let v2 = root.to_str().unwrap();
+        let writable = format!("41 31 0:38 / {v2} rw,nosuid,relatime - cgroup2 cgroup2 rw\n");
+        let host = CgroupHost::from_mountinfo(&writable).unwrap();
+        assert_eq!(host.version(), CgroupVersion::V2);
+        assert!(host.read_only_mounts(&writable).is_empty());
+        let read_only = format!("41 31 0:38 / {v2} ro,nosuid,relatime - cgroup2 cgroup2 rw\n");
+        assert_eq!(host.read_only_mounts(&read_only), vec![root.clone()]);
+        // v1: only the hierarchies Warden uses count (blkio is not one of them).
+        let (_tmp2, other) = v2_root("hugetlb\n");
+        let mountinfo = V1_HYBRID
+            .replace("{v2}", other.to_str().unwrap())
+            .replace("/sys/fs/cgroup/blkio rw,", "/sys/fs/cgroup/blkio ro,");
+        let v1 = CgroupHost::from_mountinfo(&mountinfo).unwrap();
+        assert!(v1.read_only_mounts(&mountinfo).is_empty());
+        let mountinfo = mountinfo.replace("/sys/fs/cgroup/pids rw,", "/sys/fs/cgroup/pids ro,");
+        assert_eq!(
+            v1.read_only_mounts(&mountinfo),
+            vec![PathBuf::from("/sys/fs/cgroup/pids")]
+        );
     }
 
     #[test]

@@ -106,14 +106,26 @@ pub fn probe() -> HostReport {
         None => (false, false, "no usable cgroup hierarchy".to_string()),
     };
     let cgroup_remedy = "Warden needs a writable cgroup hierarchy with the pids, memory and cpu controllers: run as root on the host, or in a container give it a delegated cgroup (cgroup v2: `--cgroupns=private` with a writable /sys/fs/cgroup, or a systemd unit with Delegate=yes). With --allow-missing pids/memory Warden falls back to RLIMIT_NPROC (per host uid, shared by concurrent sandboxes) and RLIMIT_AS/RLIMIT_CPU (approximate) and reports it";
-    let writable = cgroup.is_some() && euid == 0;
+    // A read-only cgroup mount (an unprivileged container's) is reported here, not found by
+    // every run failing in mkdir with EROFS (review, session 5).
+    let read_only = cgroup
+        .as_ref()
+        .map(|h| h.read_only_mounts(&mountinfo))
+        .unwrap_or_default();
+    let why_not = if read_only.is_empty() {
+        String::new()
+    } else {
+        let paths: Vec<String> = read_only.iter().map(|p| p.display().to_string()).collect();
+        format!(" (mounted read-only: {})", paths.join(", "))
+    };
+    let writable = cgroup.is_some() && euid == 0 && read_only.is_empty();
     layers.push(if pids && writable {
         ok(Layer::Pids, format!("{describe}: pids.max"))
     } else {
         LayerStatus {
             layer: Layer::Pids,
             available: false,
-            detail: format!("{describe}: pids controller not usable"),
+            detail: format!("{describe}: pids controller not usable{why_not}"),
             remedy: Some(cgroup_remedy.into()),
         }
     });
@@ -123,7 +135,7 @@ pub fn probe() -> HostReport {
         LayerStatus {
             layer: Layer::Memory,
             available: false,
-            detail: format!("{describe}: memory/cpu controllers not usable"),
+            detail: format!("{describe}: memory/cpu controllers not usable{why_not}"),
             remedy: Some(cgroup_remedy.into()),
         }
     });
