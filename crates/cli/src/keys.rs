@@ -133,13 +133,13 @@ pub fn keys_main(store: StoreArgs, command: KeysCommand) -> ExitCode {
                                 "--expires {text}: expected a duration such as 30d, 12h or 90min"
                             )
                         })?;
-                        let at = unix_now()
-                            .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
                         if d.as_secs() == 0 {
                             anyhow::bail!(
                                 "--expires {text}: the key would be expired at once; give at least 1s"
                             );
                         }
+                        let at = unix_now()
+                            .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
                         if at > LAST_RFC3339_SECOND {
                             anyhow::bail!(
                                 "--expires {text}: past the year 9999; leave --expires out for a key that does not expire"

@@ -146,17 +146,18 @@ impl FetchError {
     /// The message and its causes (`message: cause: cause`), with every URL in it passed
     /// through [`redact_url`]: what an audit trail or a log may keep.
     pub fn redacted_message(&self) -> String {
-        let mut text = match self {
-            FetchError::Denied { denial, .. } => format!("denied: {denial}"),
-            FetchError::BadRedirect(location) => {
-                format!("redirect to an invalid location `{}`", redact_url(location))
-            }
-            FetchError::Http { url, .. } => format!("request to {} failed", redact_url(url)),
-            FetchError::Body { url, .. } => {
-                format!("reading the body of {} failed", redact_url(url))
-            }
-            other => other.to_string(),
+        // The variant's own message, with the URL it quotes (if any) replaced: `Denied` names
+        // only the rule and host, not its URL.
+        let quoted = match self {
+            FetchError::BadRedirect(url)
+            | FetchError::Http { url, .. }
+            | FetchError::Body { url, .. } => Some(url).filter(|u| !u.is_empty()),
+            _ => None,
         };
+        let mut text = self.to_string();
+        if let Some(url) = quoted {
+            text = text.replace(url.as_str(), &redact_url(url));
+        }
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {
             text.push_str(&format!(": {cause}"));

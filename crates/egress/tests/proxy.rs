@@ -395,15 +395,10 @@ async fn scripted_server(answer: Vec<u8>) -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>
             let record = Arc::clone(&record);
             tokio::spawn(async move {
                 let mut got = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&chunk[..n]),
-                    }
-                }
+                read_head(&mut stream, &mut got).await;
                 let _ = stream.write_all(&answer).await;
                 let _ = stream.shutdown().await;
+                let mut chunk = [0u8; 4096];
                 let _ = tokio::time::timeout(Duration::from_secs(10), async {
                     while let Ok(n) = stream.read(&mut chunk).await {
                         if n == 0 {
@@ -712,6 +707,19 @@ async fn odd_answers_and_targets() {
     );
 }
 
+/// Reads from `stream` into `got` until it holds a whole request head; false when the stream
+/// ended (or failed) first.
+async fn read_head(stream: &mut TcpStream, got: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
 /// A destination that reads a request head, tells `got_request`, and never answers.
 async fn silent_server() -> (SocketAddr, tokio::sync::mpsc::Receiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -721,13 +729,8 @@ async fn silent_server() -> (SocketAddr, tokio::sync::mpsc::Receiver<()>) {
         while let Ok((mut stream, _)) = listener.accept().await {
             let got_request = got_request.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
+                if !read_head(&mut stream, &mut Vec::new()).await {
+                    return;
                 }
                 let _ = got_request.send(()).await;
                 tokio::time::sleep(Duration::from_secs(30)).await;

@@ -592,8 +592,7 @@ fn build_root(cfg: &InitConfig) -> Step {
 
 /// Writes one input file under the working directory, owned by the sandbox user.
 fn write_input(workdir: &str, file: &crate::InputFile, uid: u32) -> Step {
-    let rel = Path::new(&file.path);
-    let rel = rel.strip_prefix(WORKDIR).unwrap_or(rel);
+    let rel = crate::workdir_relative(&file.path);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(failure(
             format!("input file {}", file.path),

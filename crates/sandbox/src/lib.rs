@@ -72,6 +72,12 @@ pub const SANDBOX_UID: u32 = 1000;
 /// Working directory of the program inside the sandbox (a size-limited tmpfs).
 pub const WORKDIR: &str = "/work";
 
+/// An input file's path relative to [`WORKDIR`]: `/work/a` and `a` are both `a`.
+pub(crate) fn workdir_relative(path: &str) -> &std::path::Path {
+    let path = std::path::Path::new(path);
+    path.strip_prefix(WORKDIR).unwrap_or(path)
+}
+
 /// One isolation layer, named as in DESIGN.md's layer table (L1–L9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::cgroup::{Cgroup, CgroupLimits};
 use crate::host::{self, HostReport};
 use crate::proto::{self, InitConfig, Msg, Receiver};
-use crate::{sys, Error, Layer, Outcome, Spec, Stdin, Violation, INIT_ARG, SANDBOX_UID, WORKDIR};
+use crate::{sys, Error, Layer, Outcome, Spec, Stdin, Violation, INIT_ARG, SANDBOX_UID};
 
 /// Set from another thread (or a signal handler) to stop an execution early; the sandbox is
 /// killed and torn down as after a timeout.
@@ -382,8 +382,7 @@ fn check_input_paths_distinct(files: &[crate::InputFile]) -> Result<(), Error> {
         second: second.to_string(),
     };
     for file in files {
-        let p = Path::new(&file.path);
-        let rel = p.strip_prefix(WORKDIR).unwrap_or(p);
+        let rel = crate::workdir_relative(&file.path);
         if let Some(first) = file_at.get(rel).or_else(|| dir_at.get(rel)) {
             return Err(conflict(first, &file.path));
         }
@@ -407,8 +406,7 @@ fn check_input_paths_distinct(files: &[crate::InputFile]) -> Result<(), Error> {
 
 /// Rejects input paths that are absolute outside the working directory or contain `..`.
 fn check_input_path(path: &str) -> Result<(), Error> {
-    let p = Path::new(path);
-    let rel = p.strip_prefix(WORKDIR).unwrap_or(p);
+    let rel = crate::workdir_relative(path);
     let ok = !path.is_empty()
         && rel.components().all(|c| matches!(c, Component::Normal(_)))
         && rel.components().next().is_some();

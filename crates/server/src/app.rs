@@ -272,6 +272,33 @@ impl AppState {
         self.audit_event(attribute(event, ctx, principal)).await;
     }
 
+    /// Records one request refused by the `limiter` rate limit (`client` or `principal`):
+    /// counts it in `warden_rate_limit_hits_total{limiter}` and audits it when it is the
+    /// first denial of its key this minute ([`RateLimits::audit_denial`]). The key is the
+    /// principal when there is one, else the client's rate-limit key.
+    pub async fn rate_limit_denied(
+        &self,
+        ctx: &RequestContext,
+        principal: Option<&str>,
+        limiter: &'static str,
+    ) {
+        self.metrics
+            .rate_limit_hits
+            .get_or_create(&LimiterLabel { limiter })
+            .inc();
+        let key = match (principal, ctx.client) {
+            (Some(principal), _) => format!("principal:{principal}"),
+            (None, Some(client)) => format!("client:{}", crate::limits::client_key(client.ip())),
+            (None, None) => "client:unknown".to_string(),
+        };
+        if self.limits.audit_denial(&key) {
+            let event = NewEvent::new("rate_limit", Decision::Deny)
+                .reason(format!("{limiter} rate limit"))
+                .details(serde_json::json!({"sampled": SAMPLED_NOTE}));
+            self.audit(ctx, principal, event).await;
+        }
+    }
+
     /// Stores an execution record and, when auditing is on, its audit event, in one store
     /// transaction. Failures are logged, not returned, as in [`AppState::audit`].
     pub async fn record_execution(
@@ -674,7 +701,7 @@ fn method_label(method: &axum::http::Method) -> String {
 }
 
 /// What a sampled rate-limit audit event says about the denials it stands for.
-pub(crate) const SAMPLED_NOTE: &str =
+const SAMPLED_NOTE: &str =
     "first denial in this minute; later ones are counted in warden_rate_limit_hits_total";
 
 /// Per-client-address rate limit, before authentication (it also slows credential guessing).
@@ -686,23 +713,7 @@ async fn client_rate_limit(
     let ctx = context(&request);
     if let Some(client) = ctx.client {
         if let Err(wait) = state.limits.check_client(client.ip()) {
-            state
-                .metrics
-                .rate_limit_hits
-                .get_or_create(&LimiterLabel { limiter: "client" })
-                .inc();
-            let key = crate::limits::client_key(client.ip());
-            if state.limits.audit_denial(&format!("client:{key}")) {
-                state
-                    .audit(
-                        &ctx,
-                        None,
-                        NewEvent::new("rate_limit", Decision::Deny)
-                            .reason("client rate limit")
-                            .details(serde_json::json!({"sampled": SAMPLED_NOTE})),
-                    )
-                    .await;
-            }
+            state.rate_limit_denied(&ctx, None, "client").await;
             return Problem::new(Kind::RateLimited, "too many requests from this address")
                 .retry_after(wait)
                 .into_response();
@@ -764,26 +775,8 @@ async fn authenticate(
     };
     if let Err(wait) = state.limits.check_principal(&principal.id) {
         state
-            .metrics
-            .rate_limit_hits
-            .get_or_create(&LimiterLabel {
-                limiter: "principal",
-            })
-            .inc();
-        if state
-            .limits
-            .audit_denial(&format!("principal:{}", principal.id))
-        {
-            state
-                .audit(
-                    &ctx,
-                    Some(&principal.id),
-                    NewEvent::new("rate_limit", Decision::Deny)
-                        .reason("principal rate limit")
-                        .details(serde_json::json!({"sampled": SAMPLED_NOTE})),
-                )
-                .await;
-        }
+            .rate_limit_denied(&ctx, Some(&principal.id), "principal")
+            .await;
         return Problem::new(Kind::RateLimited, "too many requests for this principal")
             .retry_after(wait)
             .into_response();

@@ -107,14 +107,24 @@ pub const DETAILS_MAX: usize = 8 << 10;
 /// `text` cut to at most `max` bytes at a character boundary, with `…(N bytes)` appended
 /// when cut (N the original length): for client-controlled text in audit rows and logs.
 pub fn clip(text: &str, max: usize) -> String {
+    let head = prefix(text, max);
+    if head.len() == text.len() {
+        text.to_string()
+    } else {
+        format!("{head}…({} bytes)", text.len())
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
+pub fn prefix(text: &str, max: usize) -> &str {
     if text.len() <= max {
-        return text.to_string();
+        return text;
     }
     let mut cut = max;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}…({} bytes)", &text[..cut], text.len())
+    &text[..cut]
 }
 
 /// A stored event.

@@ -71,7 +71,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{self, ApiJson, FetchBody};
 use crate::app::{scope_denied, AppState, RequestContext};
-use crate::audit::{Decision, NewEvent};
 use crate::auth::{Method, Principal, Scope, Scopes};
 use crate::execute::ExecutionRequest;
 use crate::problem::{Kind, Problem};
@@ -252,29 +251,8 @@ impl WardenMcp {
                 };
                 if let Err(wait) = self.state.limits.check_principal(&principal.id) {
                     self.state
-                        .metrics
-                        .rate_limit_hits
-                        .get_or_create(&crate::metrics::LimiterLabel {
-                            limiter: "principal",
-                        })
-                        .inc();
-                    if self
-                        .state
-                        .limits
-                        .audit_denial(&format!("principal:{}", principal.id))
-                    {
-                        self.state
-                            .audit(
-                                &ctx,
-                                Some(&principal.id),
-                                NewEvent::new("rate_limit", Decision::Deny)
-                                    .reason("principal rate limit")
-                                    .details(serde_json::json!({
-                                        "sampled": crate::app::SAMPLED_NOTE
-                                    })),
-                            )
-                            .await;
-                    }
+                        .rate_limit_denied(&ctx, Some(&principal.id), "principal")
+                        .await;
                     return Err(problem_result(
                         &Problem::new(Kind::RateLimited, "too many calls for this principal")
                             .retry_after(wait),
@@ -737,14 +715,7 @@ pub fn problem_result(problem: &Problem) -> CallToolResult {
 
 /// At most [`TEXT_EXCERPT_BYTES`] of `text`, cut at a character boundary.
 fn excerpt(text: &str) -> &str {
-    if text.len() <= TEXT_EXCERPT_BYTES {
-        return text;
-    }
-    let mut end = TEXT_EXCERPT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    crate::audit::prefix(text, TEXT_EXCERPT_BYTES)
 }
 
 /// The readable summary of an execution response.
